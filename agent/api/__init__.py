@@ -1,0 +1,1 @@
+"""Talking to Comet: the endpoint table, the bodies, the client."""

@@ -1,0 +1,169 @@
+"""structlog set-up: JSON off a terminal, console on one, the API key redacted everywhere.
+
+Log to stderr and let journald or the container runtime route it. Every
+event is ``area.what_happened`` with snake_case keys that carry their unit.
+The redaction runs twice: on the event's values (what ``capture_logs`` sees)
+and on the rendered line (which also covers tracebacks and stdlib loggers).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+MASK = "***"
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_secrets: set[str] = set()  # the one global: set by the entry point, read by the processors
+
+
+def add_secret(secret: str) -> None:
+    """Register a value (the API key) that must never appear in a log line."""
+    if secret:
+        _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """Return `text` with every registered secret replaced by ***."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, BaseException):
+        return redact(str(value))
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def redact_api_key(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """structlog processor: mask registered secrets in every value of the event."""
+    if not _secrets:
+        return event
+    for key, value in list(event.items()):
+        if key != "exc_info":
+            event[key] = _redact_value(value)
+    return event
+
+
+class _RedactingRenderer:
+    """Wrap the final renderer so the rendered line itself is scrubbed (tracebacks included)."""
+
+    def __init__(self, inner: Processor) -> None:
+        self._inner = inner
+
+    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> Any:
+        rendered = self._inner(logger, name, event)
+        return redact(rendered) if isinstance(rendered, str) else rendered
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Set up structlog; route stdlib loggers (apscheduler, urllib3) through the same renderer."""
+    stream = stream if stream is not None else sys.stderr
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_api_key,
+    ]
+    console = fmt == "console" or (fmt == "auto" and _isatty(stream))
+    renderer: Processor
+    if console:
+        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(stream))
+    else:
+        # Locals in tracebacks could hold anything, the key included: leave them out.
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
+        renderer = structlog.processors.JSONRenderer()
+    numeric = _LEVELS.get(level, logging.INFO)
+    structlog.configure(
+        processors=[*shared, _RedactingRenderer(renderer)],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.WriteLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _RedactingRenderer(renderer),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # APScheduler logs two INFO lines per job run and urllib3 one per connection: noise.
+    for noisy in ("apscheduler", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger(name: str | None = None) -> Any:
+    """Return a structlog logger."""
+    return structlog.get_logger(name)
+
+
+class RateLimiter:
+    """Let the first event of a kind through, then one per `period_s` with a count of repeats.
+
+    Expected failures (server down, a collector failing every minute) log once,
+    then hourly with ``repeats=N``, instead of a line per attempt.
+    """
+
+    def __init__(
+        self, period_s: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._period_s = period_s
+        self._clock = clock
+        self._seen: MutableMapping[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, kind: str) -> int | None:
+        """Return None to stay quiet, else the number of events skipped since the last line."""
+        now = self._clock()
+        with self._lock:
+            last = self._seen.get(kind)
+            if last is None:
+                self._seen[kind] = (now, 0)
+                return 0
+            when, skipped = last
+            if now - when >= self._period_s:
+                self._seen[kind] = (now, 0)
+                return skipped
+            self._seen[kind] = (when, skipped + 1)
+            return None
+
+    def reset(self, kind: str) -> bool:
+        """Forget `kind` (it recovered); return whether it had been seen."""
+        with self._lock:
+            return self._seen.pop(kind, None) is not None

@@ -1,0 +1,1 @@
+"""Where messages end: Comet's REST API, or an offline archive."""

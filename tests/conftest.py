@@ -1,0 +1,47 @@
+"""Fixtures: the Comet stand-in, an isolated environment, the canary key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.comet_server import CometStandIn
+from tests.helpers import CANARY_KEY, clean_env
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[CometStandIn]:
+    """A stand-in that accepts only the canary key; every test ends with no SPEC breach."""
+    with CometStandIn(api_key=CANARY_KEY) as server:
+        yield server
+    assert server.violations == [], server.violations
+
+
+@pytest.fixture(name="home")
+def _home(tmp_path: Path) -> Path:
+    """An empty home directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture(name="env")
+def _env(home: Path, server: CometStandIn) -> dict[str, str]:
+    """Environment for a subprocess agent pointed at the stand-in with the canary key."""
+    return clean_env(
+        home,
+        {
+            "COMET_API_KEY": CANARY_KEY,
+            "COMET_URL_OVERRIDE": server.url,
+            "COMET_WORKSPACE": "ws",
+            "COMET_PROJECT_NAME": "proj",
+        },
+    )
+
+
+@pytest.fixture(name="offline_env")
+def _offline_env(home: Path) -> dict[str, str]:
+    """Environment for a subprocess agent with no API key (offline)."""
+    return clean_env(home)

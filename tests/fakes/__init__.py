@@ -1,0 +1,1 @@
+"""Fakes at the project's seams: the Comet server, NVML."""
