@@ -1,0 +1,75 @@
+"""What every collector shares: reading kernel files, the Sample it returns, the Sampler shape.
+
+A sampler's ``collect()`` returns a ``Sample``: the SDK's ``sys.*`` metric
+names with their values, the typed endpoint bodies (built with
+``agent.api.bodies``), health events, and the fields it found unsupported.
+All of it is stamped with one timestamp, taken when the reading was made. A
+sampler never logs and never touches the network; it returns data or raises
+an ``agent.errors.CollectorError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agent.errors import CollectorError, NoData
+
+Clock = Callable[[], int]  # integer ms since the epoch
+Number = int | float
+_READ_LIMIT = 1 << 20
+
+
+def read_small(path: Path, limit: int = _READ_LIMIT) -> str:
+    """Return the text of a small kernel file (/proc, /sys, cgroup).
+
+    A missing file is ``NoData`` (an expected absence); any other OSError is a
+    ``CollectorError`` naming the path.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limit)
+    except FileNotFoundError:
+        raise NoData(f"{path} does not exist") from None
+    except NotADirectoryError:
+        raise NoData(f"{path} does not exist") from None
+    except OSError as exc:
+        raise CollectorError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return data.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """Something that happened to the machine, for the experiment's timeline (GPU XID, OOM kill)."""
+
+    kind: str  # stable name: gpu.xid, gpu.ecc, gpu.throttle_start, gpu.throttle_end, oom_kill
+    message: str  # one line for a human, e.g. "GPU 0: XID 79 (fell off the bus)"
+    timestamp_ms: int
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampler's readings at one instant."""
+
+    timestamp_ms: int
+    metrics: Mapping[str, Number] = field(default_factory=dict)  # "sys.cpu.percent.avg": 12.5
+    typed: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # endpoint → body
+    events: Sequence[HealthEvent] = ()
+    unsupported: frozenset[str] = frozenset()  # fields left out: reported once, never sent as 0
+
+
+class Sampler(Protocol):
+    """A collector that runs on a schedule."""
+
+    name: str
+
+    def collect(self) -> Sample:
+        """Read now and return the sample, or raise CollectorError."""
+        ...
+
+    def close(self) -> None:
+        """Release what the sampler holds (NVML, file handles)."""
+        ...
