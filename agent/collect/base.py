@@ -41,6 +41,25 @@ def read_small(path: Path, limit: int = _READ_LIMIT) -> str:
 
 
 @dataclass(frozen=True)
+class Roots:
+    """Where the kernel's and the OS's files are; tests point these at fixture trees."""
+
+    proc: Path = Path("/proc")
+    sys: Path = Path("/sys")
+    root: Path = Path("/")  # for /etc/os-release, /var/lib/dpkg/status, /.dockerenv
+
+    @property
+    def cgroup(self) -> Path:
+        """The cgroup file system's mount point."""
+        return self.sys / "fs" / "cgroup"
+
+    @classmethod
+    def under(cls, base: Path) -> Roots:
+        """Roots for a fixture tree holding proc/, sys/ and the rest below `base`."""
+        return cls(proc=base / "proc", sys=base / "sys", root=base)
+
+
+@dataclass(frozen=True)
 class HealthEvent:
     """Something that happened to the machine, for the experiment's timeline (GPU XID, OOM kill)."""
 
