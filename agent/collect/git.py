@@ -81,6 +81,8 @@ class Git:
 
     def run(self, *args: str) -> tuple[int, str]:
         """Run one git command; return its exit code and stdout (stripped)."""
+        if not self.cwd.is_dir():
+            raise NoData(f"git directory {self.cwd} does not exist; fix [git] directory")
         try:
             done = subprocess.run(
                 self.argv(*args),

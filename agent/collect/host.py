@@ -206,10 +206,14 @@ def read_boot_time_ms(roots: Roots) -> int:
 
 def read_os_distribution(roots: Roots) -> str:
     """Return the distribution's name from /etc/os-release (or /usr/lib/os-release)."""
+    etc, usr = roots.root / "etc" / "os-release", roots.root / "usr" / "lib" / "os-release"
     try:
-        text = read_small(roots.root / "etc" / "os-release")
+        text = read_small(etc)
     except NoData:
-        text = read_small(roots.root / "usr" / "lib" / "os-release")
+        try:
+            text = read_small(usr)
+        except NoData:
+            raise NoData(f"neither {etc} nor {usr} exists") from None
     return os_distribution(parse_os_release(text))
 
 
