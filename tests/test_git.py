@@ -196,7 +196,7 @@ def test_dubious_ownership_names_the_fix() -> None:
         "fatal: detected dubious ownership in repository at '/srv/repo'\n"
         "To add an exception for this directory, call:\n"
     )
-    assert str(gitc._fatal(Path("/srv/repo"), stderr)) == (
+    assert str(gitc._fatal(Path("/srv/repo/src"), stderr)) == (
         "git refuses /srv/repo: it belongs to another user; "
         "run git config --global --add safe.directory /srv/repo"
     )

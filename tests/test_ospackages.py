@@ -163,3 +163,14 @@ def test_berkeley_db_rpm_is_unsupported(tmp_path: Path) -> None:
 def test_no_package_database_is_an_empty_list() -> None:
     """A tree without any package database (distroless) gives no packages."""
     assert ospackages.read_os_packages(ARM) == []
+
+
+def test_oversize_database_is_not_read(tmp_path: Path) -> None:
+    """A package database past 64 MB is refused by its size, before any read."""
+    status = tmp_path / "var" / "lib" / "dpkg" / "status"
+    status.parent.mkdir(parents=True)
+    with status.open("wb") as fh:
+        fh.truncate(65 << 20)  # sparse: no disk used
+    with pytest.raises(CollectorError) as caught:
+        ospackages.read_os_packages(Roots.under(tmp_path))
+    assert str(caught.value) == f"{status} is {65 << 20} bytes, over 64 MB; not read"

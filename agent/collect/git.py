@@ -117,9 +117,11 @@ def _fatal(cwd: Path, stderr: str) -> CollectorError:
     if "not a git repository" in stderr:
         return NoData(f"{cwd} is not in a git repository; git facts are skipped")
     if "dubious ownership" in stderr:
+        at = re.search(r"repository at '([^']+)'", stderr)
+        repo = at.group(1) if at else str(cwd)
         return CollectorError(
-            f"git refuses {cwd}: it belongs to another user; "
-            f"run git config --global --add safe.directory {cwd}"
+            f"git refuses {repo}: it belongs to another user; "
+            f"run git config --global --add safe.directory {repo}"
         )
     last = stderr.strip().splitlines()[-1:] or ["no message"]
     return CollectorError(f"git failed in {cwd}: {last[0][:160]}")

@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -217,13 +218,20 @@ def read_os_distribution(roots: Roots) -> str:
     return os_distribution(parse_os_release(text))
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a directory we may not search: as good as absent
+        return False
+
+
 def read_container(roots: Roots, env: Mapping[str, str]) -> str | None:
     """Return the container runtime the agent runs under, or None on a bare host."""
     if env.get("KUBERNETES_SERVICE_HOST"):
         return "kubernetes"
-    if (roots.root / "run" / ".containerenv").exists():
+    if _exists(roots.root / "run" / ".containerenv"):
         return "podman"
-    if (roots.root / ".dockerenv").exists():
+    if _exists(roots.root / ".dockerenv"):
         return "docker"
     try:  # readable only by PID 1's owner: an unprivileged agent on the host skips it
         found = parse_init_environ(read_small(roots.proc / "1" / "environ"))

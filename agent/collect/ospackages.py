@@ -138,10 +138,13 @@ def _rpm_rows(path: Path, mode: str) -> list[bytes]:
 
 
 def _read_db(path: Path) -> str:
-    text = read_small(path, limit=_DB_LIMIT)
-    if len(text) >= _DB_LIMIT:
-        raise CollectorError(f"{path} is larger than {_DB_LIMIT >> 20} MB; not read")
-    return text
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # read_small names what is wrong
+    if size > _DB_LIMIT:
+        raise CollectorError(f"{path} is {size} bytes, over {_DB_LIMIT >> 20} MB; not read")
+    return read_small(path, limit=_DB_LIMIT)
 
 
 def read_os_packages(roots: Roots) -> list[str]:
