@@ -60,14 +60,14 @@ def test_system_details_on_the_plain_host(client: CometClient, server: CometStan
         platform.python_version(),
         sys.version,
     )
-    assert f"psutil=={metadata.version('psutil')}" in body["installedPackages"]  # type: ignore[operator]
+    assert f"psutil=={metadata.version('psutil')}" in body["installedPackages"]
     assert body["osPackages"] == [
         "adduser=3.134",
         "ca-certificates=20230311+deb12u1",
         "libc6=2.36-9+deb12u14",
         "zlib1g=1:1.2.13.dfsg-1",
     ]
-    assert "127.0.0.1" in body["networkInterfaceIps"]  # type: ignore[operator]
+    assert "127.0.0.1" in body["networkInterfaceIps"]
     assert body["logAdditionalSystemInfoList"] == [
         {"key": "cpu_model", "value": "AMD EPYC"},
         {"key": "cpu_count_logical", "value": 2},
@@ -130,7 +130,7 @@ def test_the_agent_as_its_own_target() -> None:
         os.getpid(),
         sys.executable,
     )
-    assert {"key": "python_source", "value": "agent"} in body["logAdditionalSystemInfoList"]  # type: ignore[operator]
+    assert {"key": "python_source", "value": "agent"} in body["logAdditionalSystemInfoList"]
 
 
 @pytest.fixture(name="genv")
