@@ -141,6 +141,18 @@ def git_metadata(
     return {"user": user, "root": root, "branch": branch, "parent": parent, "origin": origin}
 
 
+def cloud_details(
+    provider: str, *, instance_type: str, region: str | None = None, zone: str | None = None
+) -> dict[str, object]:
+    """Body of ``set-cloud-details``: the provider and its instance's metadata (SPEC §3.4)."""
+    metadata: dict[str, object] = {"instanceType": instance_type}
+    if region is not None:
+        metadata["region"] = region
+    if zone is not None:
+        metadata["zone"] = zone
+    return {"provider": provider, "metadata": metadata}
+
+
 def update_status(*, alive: bool, error: str | None, crashed: bool) -> dict[str, object]:
     """Body of ``update-status``, how a crashed run is reported (SPEC §3.10 REC)."""
     return {"isAlive": alive, "error": error, "hasCrashed": crashed}
