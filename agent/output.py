@@ -139,11 +139,14 @@ class OutputStream:
             if first < 0:
                 self._extend(part, data, 0, len(data), now)
                 return
-            self._extend(part, data, 0, first, now)
-            self._emit([self._finish(part)], stderr, now)
+            start = 0  # where whole lines begin
+            if part.kept:  # a line is in progress: this chunk's first "\n" ends it
+                self._extend(part, data, 0, first, now)
+                self._emit([self._finish(part)], stderr, now)
+                start = first + 1
             last = data.rfind(b"\n")
-            if last > first:
-                self._middle(part, data, first + 1, last + 1, stderr, now)
+            if last >= start:
+                self._middle(part, data, start, last + 1, stderr, now)
             if last + 1 < len(data):
                 self._extend(part, data, last + 1, len(data), now)
 

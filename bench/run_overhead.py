@@ -5,9 +5,11 @@ run_child + OutputStream (the passthrough on /dev/null, a put that only
 counts, so this measures the wrapper and not the network), in the same run:
 
 * start-up: `python -c pass`, median of N runs; and what importing
-  agent.run + agent.output costs a fresh interpreter;
+  agent.run + agent.output adds to the CLI's own imports in a fresh interpreter;
 * paced: a writer of 100,000 lines/s for 2 s, each line its own write();
 * flat out: a writer of 1,000,000 lines as fast as it can (block-buffered).
+
+Throughput cases also run as `COMMAND | cat > /dev/null`: the cost of any pipe.
 
 usage: python bench/run_overhead.py [--runs N]
 """
@@ -56,6 +58,14 @@ def bare(argv: Sequence[str]) -> float:
     return time.perf_counter() - begun
 
 
+def piped(argv: Sequence[str]) -> float:
+    """`argv | cat > /dev/null`: what any pipe costs, before the wrapper does anything."""
+    begun = time.perf_counter()
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as writer:
+        subprocess.run(["cat"], stdin=writer.stdout, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - begun
+
+
 def wrapped(argv: Sequence[str]) -> tuple[float, int, float]:
     """Return wall seconds, lines captured and this process's CPU seconds."""
     counted = 0
@@ -90,23 +100,30 @@ def main() -> None:
     noop = [PY, "-c", "pass"]
     bare_start = statistics.median(bare(noop) for _ in range(runs))
     wrapped_start = statistics.median(wrapped(noop)[0] for _ in range(runs))
-    imports = [PY, "-c", "import agent.run, agent.output"]
-    import_cost = statistics.median(bare(imports) for _ in range(runs)) - bare_start
+    cli = "import agent.cli, agent.config, agent.log"
+    cli_cost = statistics.median(bare([PY, "-c", cli]) for _ in range(runs))
+    ours = f"{cli}, agent.run, agent.output"
+    import_cost = statistics.median(bare([PY, "-c", ours]) for _ in range(runs)) - cli_cost
     print(
         f"start-up  python -c pass: bare {bare_start * 1000:.1f} ms, "
         f"wrapped {wrapped_start * 1000:.1f} ms, "
         f"added {(wrapped_start - bare_start) * 1000:+.1f} ms"
     )
-    print(f"          importing agent.run + agent.output: {import_cost * 1000:+.1f} ms")
+    print(
+        f"          importing agent.run + agent.output after the CLI's own imports "
+        f"({(cli_cost - bare_start) * 1000:.0f} ms): {import_cost * 1000:+.1f} ms"
+    )
 
     for name, code, lines in (("paced", PACED, 200_000), ("flat out", FLAT_OUT, 1_000_000)):
         argv = [PY, "-c", code]
         plain = bare(argv)
+        pipe = piped(argv)
         wall, counted, cpu = wrapped(argv)
         if counted != lines:
             raise SystemExit(f"{name}: captured {counted:,} lines, expected {lines:,}")
         print(
-            f"{name:9} {lines:,} lines: bare {plain:.2f} s, wrapped {wall:.2f} s, "
+            f"{name:9} {lines:,} lines: bare {plain:.2f} s, | cat {pipe:.2f} s, "
+            f"wrapped {wall:.2f} s, "
             f"slowdown {(wall - plain) / plain * 100:+.1f} %, "
             f"wrapper CPU {cpu:.2f} s ({cpu / wall * 100:.0f} % of a core)"
         )
