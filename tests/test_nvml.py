@@ -8,16 +8,8 @@ from collections.abc import Iterator
 import pynvml
 import pytest
 
-from agent.collect.nvml import (
-    GpuProcess,
-    GpuReading,
-    GpuStatic,
-    Nvml,
-    NvmlStuck,
-    NvmlUnavailable,
-    XidEvent,
-    cuda_version_text,
-)
+from agent.collect.gpu_types import GpuProcess, GpuReading, GpuStatic, XidEvent
+from agent.collect.nvml import Nvml, NvmlStuck, NvmlUnavailable, cuda_version_text
 from agent.errors import CollectorError, GpuLost, Unsupported
 from tests.fakes.nvml import (
     FakeNvml,
@@ -173,6 +165,8 @@ def test_static(nvml: Nvml, fake: FakeNvml) -> None:
         1, "NVIDIA GeForce RTX 4090", fake.gpus[1].uuid, 24 * GiB, None, None
     )
     assert nvml.static(2).mig_enabled is True
+    fake.gpus[2].lost = True
+    assert nvml.static(2) == GpuStatic(2, None, None, None, None, None)
 
 
 def test_errors_are_translated_at_the_edge(nvml: Nvml, fake: FakeNvml) -> None:

@@ -15,19 +15,18 @@ what to do.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
 import pynvml
 
+from agent.collect.budget import BudgetedWorker, Overrun
+from agent.collect.gpu_types import GpuProcess, GpuReading, GpuStatic, Handle, XidEvent
 from agent.errors import CollectorError, GpuLost, NoData, Unsupported
 
 T = TypeVar("T")
-Handle = Any  # an NVML device handle: a ctypes pointer from pynvml, any object from the fake
 _EVENT_POLL_LIMIT = 64  # events drained per poll, so a storm cannot keep a sample busy
 _PCIE_KB = 1024  # NVML gives PCIe throughput in KB/s (nvidia-smi's unit); we send bytes/s
 
@@ -36,88 +35,12 @@ class NvmlUnavailable(CollectorError):
     """NVML cannot start here (no library, no driver, version mismatch): GPU sampling is off."""
 
 
-class NvmlStuck(CollectorError):
+class NvmlStuck(Overrun):
     """An NVML call overran its time budget; the driver may be wedged."""
 
 
 class _Missing(Unsupported):
     """The installed driver's NVML lacks this function (older than the binding)."""
-
-
-@dataclass(frozen=True)
-class GpuStatic:
-    """What does not change while the agent runs: one physical GPU's identity and limits."""
-
-    nvml_index: int
-    name: str | None
-    uuid: str | None
-    total_bytes: int | None
-    power_limit_mw: int | None  # nvmlDeviceGetEnforcedPowerLimit
-    mig_enabled: bool | None  # None: the GPU has no MIG mode
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    """A process with a compute context on a device: its host pid and GPU memory."""
-
-    pid: int
-    used_bytes: int | None  # None where NVML cannot tell (WDDM, some MIG set-ups)
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One device's readings at one instant; None for what it cannot give (see `unsupported`)."""
-
-    total_bytes: int
-    used_bytes: int
-    free_bytes: int
-    gpu_utilization_percent: int | None = None
-    memory_utilization_percent: int | None = None
-    power_mw: int | None = None
-    power_limit_mw: int | None = None
-    temperature_c: int | None = None
-    sm_clock_mhz: int | None = None
-    memory_clock_mhz: int | None = None
-    fan_percent: int | None = None
-    pcie_tx_bps: int | None = None
-    pcie_rx_bps: int | None = None
-    throttle_reasons: int | None = None  # NVML's clocks-event-reasons bitmask
-    ecc_corrected: int | None = None  # volatile: since the driver loaded
-    ecc_uncorrected: int | None = None
-    processes: tuple[GpuProcess, ...] | None = None
-    unsupported: frozenset[str] = frozenset()  # names of the fields above that are None for good
-    errors: tuple[tuple[str, str], ...] = ()  # (field, message) for fields that failed otherwise
-
-
-@dataclass(frozen=True)
-class XidEvent:
-    """One XID (critical error) event NVML reported for a device."""
-
-    uuid: str | None
-    xid: int
-
-
-class _Job:
-    """One call handed to the worker, and what came of it."""
-
-    def __init__(self, call: str, where: str, fn: Callable[[], Any]) -> None:
-        self.call = call
-        self.where = where
-        self.fn = fn
-        self.done = threading.Event()
-        self.abandoned = False
-        self.result: Any = None
-        self.error: Exception | None = None
-
-
-def _work(jobs: queue.SimpleQueue[_Job | None]) -> None:
-    while (job := jobs.get()) is not None:
-        if not job.abandoned:
-            try:
-                job.result = job.fn()
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting caller, who raises it
-                job.error = exc
-        job.done.set()
 
 
 def _on(where: str) -> str:
@@ -177,6 +100,39 @@ def cuda_version_text(version: int) -> str:
     return f"{version // 1000}.{version % 1000 // 10}"
 
 
+@dataclass
+class _Notes:
+    """What a reading could not give: fields unsupported, and fields that failed otherwise."""
+
+    unsupported: set[str] = field(default_factory=set)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+_BUSY = ("gpu_utilization_percent", "memory_utilization_percent")
+_P = pynvml
+_VOL = pynvml.NVML_VOLATILE_ECC  # counts since the driver loaded, not the lifetime aggregate
+# GpuReading field, NVML call, arguments after the handle: what a whole GPU gives.
+_WHOLE_GPU: tuple[tuple[str, str, tuple[int, ...]], ...] = (
+    ("power_mw", "nvmlDeviceGetPowerUsage", ()),
+    ("power_limit_mw", "nvmlDeviceGetEnforcedPowerLimit", ()),
+    ("temperature_c", "nvmlDeviceGetTemperature", (_P.NVML_TEMPERATURE_GPU,)),
+    ("sm_clock_mhz", "nvmlDeviceGetClockInfo", (_P.NVML_CLOCK_SM,)),
+    ("memory_clock_mhz", "nvmlDeviceGetClockInfo", (_P.NVML_CLOCK_MEM,)),
+    ("fan_percent", "nvmlDeviceGetFanSpeed", ()),
+    ("pcie_tx_bps", "nvmlDeviceGetPcieThroughput", (_P.NVML_PCIE_UTIL_TX_BYTES,)),
+    ("pcie_rx_bps", "nvmlDeviceGetPcieThroughput", (_P.NVML_PCIE_UTIL_RX_BYTES,)),
+    ("throttle_reasons", "nvmlDeviceGetCurrentClocksEventReasons", ()),
+    ("ecc_corrected", "nvmlDeviceGetTotalEccErrors", (_P.NVML_MEMORY_ERROR_TYPE_CORRECTED, _VOL)),
+    (
+        "ecc_uncorrected",
+        "nvmlDeviceGetTotalEccErrors",
+        (_P.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, _VOL),
+    ),
+)
+# Drivers before 535 lack the newer name; the old one goes away in CUDA 14.
+_OLD_NAMES = {"nvmlDeviceGetCurrentClocksEventReasons": "nvmlDeviceGetCurrentClocksThrottleReasons"}
+
+
 class Nvml:
     """NVML, initialised once, every call under a time budget; close() shuts it down.
 
@@ -186,19 +142,20 @@ class Nvml:
 
     def __init__(self, lib: ModuleType | Any = None, timeout_s: float = 2.0) -> None:
         self._lib = pynvml if lib is None else lib
-        self._timeout_s = timeout_s
-        self._lock = threading.Lock()
-        self._stuck: _Job | None = None
         self._closed = False
         self._events: Any = None
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # A daemon thread: a call wedged in the driver must not keep the process alive.
-        threading.Thread(target=_work, args=(self._jobs,), name="nvml", daemon=True).start()
+        self._worker = BudgetedWorker(
+            timeout_s,
+            name="nvml",
+            hint="the driver may be wedged",
+            resume="GPU sampling resumes when it returns",
+            error=NvmlStuck,
+        )
         try:
             self._run("nvmlInit", "", self._lib.nvmlInit, raw=True)
         except (pynvml.NVMLError, CollectorError) as exc:
             self._closed = True
-            self._jobs.put(None)
+            self._worker.close()
             raise _unavailable(exc) from None
 
     def __enter__(self) -> Nvml:
@@ -210,8 +167,7 @@ class Nvml:
     @property
     def stuck(self) -> bool:
         """Whether a call overran its budget and has not returned yet."""
-        with self._lock:
-            return self._stuck is not None and not self._stuck.done.is_set()
+        return self._worker.stuck
 
     def close(self) -> None:
         """Free the event set and shut NVML down (skipped while a call is stuck)."""
@@ -220,45 +176,26 @@ class Nvml:
         if not self.stuck:
             try:
                 if self._events is not None:
-                    self._run(
-                        "nvmlEventSetFree", "", lambda: self._lib.nvmlEventSetFree(self._events)
-                    )
+                    events = self._events
+                    self._run("nvmlEventSetFree", "", lambda: self._lib.nvmlEventSetFree(events))
                 self._run("nvmlShutdown", "", self._lib.nvmlShutdown)
             except CollectorError:
                 pass  # closing anyway; the process may be on its way out
         self._closed = True
-        self._jobs.put(None)
+        self._worker.close()
 
     # -- the one way a call is made ------------------------------------------------------------
 
     def _run(self, call: str, where: str, fn: Callable[[], T], *, raw: bool = False) -> T:
-        """Run `fn` on the worker and wait at most the budget; translate what it raises."""
-        with self._lock:
-            if self._closed:
-                raise CollectorError(f"NVML {call}{_on(where)}: NVML is already shut down")
-            late = self._stuck
-            if late is not None:
-                if not late.done.is_set():
-                    raise NvmlStuck(
-                        f"NVML call {late.call}{_on(late.where)} has not returned after "
-                        f"{self._timeout_s:g} s; the driver may be wedged; GPU sampling "
-                        "resumes when it returns"
-                    )
-                self._stuck = None
-        job = _Job(call, where, fn)
-        self._jobs.put(job)
-        if not job.done.wait(self._timeout_s):
-            job.abandoned = True  # if it has not started yet, it never will
-            with self._lock:
-                self._stuck = job
-            raise NvmlStuck(
-                f"NVML call {call}{_on(where)} took longer than {self._timeout_s:g} s; "
-                "the driver may be wedged"
-            )
-        if job.error is not None:
-            raise (job.error if raw else _translate(call, where, job.error)) from None
-        result: T = job.result
-        return result
+        """Run `fn` under the budget; translate what it raises unless `raw`."""
+        if self._closed:
+            raise CollectorError(f"NVML {call}{_on(where)}: NVML is already shut down")
+        try:
+            return self._worker.call(f"NVML call {call}{_on(where)}", fn)
+        except pynvml.NVMLError as exc:
+            if raw:
+                raise
+            raise _translate(call, where, exc) from None
 
     def _call(self, call: str, where: str, *args: object) -> Any:
         fn = getattr(self._lib, call, None)
@@ -267,14 +204,9 @@ class Nvml:
         return self._run(call, where, lambda: fn(*args))
 
     def _optional(
-        self,
-        call: str,
-        where: str,
-        fields: Sequence[str],
-        out: dict[str, Any],
-        *args: object,
+        self, call: str, where: str, fields: Sequence[str], notes: _Notes, *args: object
     ) -> Any:
-        """Call; on Unsupported or another per-field failure note it in `out` and return None.
+        """Call; on Unsupported or another per-field failure note it and return None.
 
         GpuLost and NvmlStuck go up: they end the device's reading.
         """
@@ -282,11 +214,25 @@ class Nvml:
             return self._call(call, where, *args)
         except (GpuLost, NvmlStuck):
             raise
+        except _Missing:
+            fallback = _OLD_NAMES.get(call)
+            if fallback:
+                return self._optional(fallback, where, fields, notes, *args)
+            notes.unsupported.update(fields)
         except Unsupported:
-            out.setdefault("unsupported", set()).update(fields)
+            notes.unsupported.update(fields)
         except CollectorError as exc:
-            out.setdefault("errors", []).extend((f, str(exc)) for f in fields)
+            notes.errors.extend((f, str(exc)) for f in fields)
         return None
+
+    def _maybe(self, call: str, where: str, *args: object) -> Any:
+        """Call, or return None on any failure but a stuck driver (static facts: best effort)."""
+        try:
+            return self._call(call, where, *args)
+        except NvmlStuck:
+            raise
+        except CollectorError:
+            return None
 
     # -- system --------------------------------------------------------------------------------
 
@@ -340,34 +286,21 @@ class Nvml:
     def static(self, nvml_index: int) -> GpuStatic:
         """Return one GPU's identity and limits; what cannot be read is None."""
         where = f"NVML GPU {nvml_index}"
-        handle = self.handle(nvml_index)
-        values: dict[str, Any] = {}
-        for key, call in (
-            ("name", "nvmlDeviceGetName"),
-            ("uuid", "nvmlDeviceGetUUID"),
-            ("memory", "nvmlDeviceGetMemoryInfo"),
-            ("power_limit", "nvmlDeviceGetEnforcedPowerLimit"),
-        ):
-            try:
-                values[key] = self._call(call, where, handle)
-            except NvmlStuck:
-                raise
-            except CollectorError:
-                values[key] = None
-        memory = values["memory"]
-        try:
-            mig = self.mig_enabled(handle, where)
-        except NvmlStuck:
-            raise
-        except CollectorError:
-            mig = None
+        handle = self._maybe("nvmlDeviceGetHandleByIndex", where, nvml_index)
+        if handle is None:
+            return GpuStatic(nvml_index, None, None, None, None, None)
+        name = self._maybe("nvmlDeviceGetName", where, handle)
+        uuid = self._maybe("nvmlDeviceGetUUID", where, handle)
+        memory = self._maybe("nvmlDeviceGetMemoryInfo", where, handle)
+        limit = self._maybe("nvmlDeviceGetEnforcedPowerLimit", where, handle)
+        mode = self._maybe("nvmlDeviceGetMigMode", where, handle)
         return GpuStatic(
             nvml_index=nvml_index,
-            name=None if values["name"] is None else _text(values["name"]),
-            uuid=None if values["uuid"] is None else _text(values["uuid"]),
+            name=None if name is None else _text(name),
+            uuid=None if uuid is None else _text(uuid),
             total_bytes=None if memory is None else int(memory.total),
-            power_limit_mw=None if values["power_limit"] is None else int(values["power_limit"]),
-            mig_enabled=mig,
+            power_limit_mw=None if limit is None else int(limit),
+            mig_enabled=None if mode is None else mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE,
         )
 
     def read(
@@ -380,23 +313,19 @@ class Nvml:
         memory cannot be read.
         """
         memory = self._call("nvmlDeviceGetMemoryInfo", where, handle)
-        out: dict[str, Any] = {}
-        busy = self._optional(
-            "nvmlDeviceGetUtilizationRates",
-            where,
-            ("gpu_utilization_percent", "memory_utilization_percent"),
-            out,
-            handle,
-        )
+        notes = _Notes()
+        busy = self._optional("nvmlDeviceGetUtilizationRates", where, _BUSY, notes, handle)
         values: dict[str, Any] = {}
         if busy is not None:
             values["gpu_utilization_percent"] = int(busy.gpu)
             values["memory_utilization_percent"] = int(busy.memory)
-        if whole_gpu:
-            values.update(self._whole_gpu(handle, where, out))
+        for key, call, extra in _WHOLE_GPU if whole_gpu else ():
+            value = self._optional(call, where, (key,), notes, handle, *extra)
+            if value is not None:
+                values[key] = int(value) * _PCIE_KB if key.startswith("pcie_") else int(value)
         if processes:
             procs = self._optional(
-                "nvmlDeviceGetComputeRunningProcesses", where, ("processes",), out, handle
+                "nvmlDeviceGetComputeRunningProcesses", where, ("processes",), notes, handle
             )
             if procs is not None:
                 values["processes"] = tuple(
@@ -409,60 +338,10 @@ class Nvml:
             total_bytes=int(memory.total),
             used_bytes=int(memory.used),
             free_bytes=int(memory.free),
-            unsupported=frozenset(out.get("unsupported", ())),
-            errors=tuple(out.get("errors", ())),
+            unsupported=frozenset(notes.unsupported),
+            errors=tuple(notes.errors),
             **values,
         )
-
-    def _whole_gpu(self, handle: Handle, where: str, out: dict[str, Any]) -> dict[str, Any]:
-        lib = pynvml
-        simple = (
-            ("power_mw", "nvmlDeviceGetPowerUsage", ()),
-            ("power_limit_mw", "nvmlDeviceGetEnforcedPowerLimit", ()),
-            ("temperature_c", "nvmlDeviceGetTemperature", (lib.NVML_TEMPERATURE_GPU,)),
-            ("sm_clock_mhz", "nvmlDeviceGetClockInfo", (lib.NVML_CLOCK_SM,)),
-            ("memory_clock_mhz", "nvmlDeviceGetClockInfo", (lib.NVML_CLOCK_MEM,)),
-            ("fan_percent", "nvmlDeviceGetFanSpeed", ()),
-            ("pcie_tx_bps", "nvmlDeviceGetPcieThroughput", (lib.NVML_PCIE_UTIL_TX_BYTES,)),
-            ("pcie_rx_bps", "nvmlDeviceGetPcieThroughput", (lib.NVML_PCIE_UTIL_RX_BYTES,)),
-            (
-                "ecc_corrected",
-                "nvmlDeviceGetTotalEccErrors",
-                (lib.NVML_MEMORY_ERROR_TYPE_CORRECTED, lib.NVML_VOLATILE_ECC),
-            ),
-            (
-                "ecc_uncorrected",
-                "nvmlDeviceGetTotalEccErrors",
-                (lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC),
-            ),
-        )
-        values: dict[str, Any] = {}
-        for key, call, extra in simple:
-            value = self._optional(call, where, (key,), out, handle, *extra)
-            if value is not None:
-                values[key] = int(value) * _PCIE_KB if key.startswith("pcie_") else int(value)
-        values["throttle_reasons"] = self._throttle_reasons(handle, where, out)
-        return values
-
-    def _throttle_reasons(self, handle: Handle, where: str, out: dict[str, Any]) -> int | None:
-        # The "clocks event reasons" call replaced "clocks throttle reasons" in driver 535;
-        # older drivers lack it, and the old name goes away in CUDA 14.
-        try:
-            return int(self._call("nvmlDeviceGetCurrentClocksEventReasons", where, handle))
-        except _Missing:
-            pass
-        except (GpuLost, NvmlStuck):
-            raise
-        except Unsupported:
-            out.setdefault("unsupported", set()).add("throttle_reasons")
-            return None
-        except CollectorError as exc:
-            out.setdefault("errors", []).append(("throttle_reasons", str(exc)))
-            return None
-        value = self._optional(
-            "nvmlDeviceGetCurrentClocksThrottleReasons", where, ("throttle_reasons",), out, handle
-        )
-        return None if value is None else int(value)
 
     # -- XID events ----------------------------------------------------------------------------
 

@@ -110,7 +110,7 @@ class FakeNvml:
         self.calls: list[str] = []
         self.xid_queue: list[tuple[int, int]] = []  # (NVML index, xid) waiting to be polled
         self.registered: set[int] = set()
-        self.driver = "550.54.15"
+        self.driver: str | Exception = "550.54.15"
         self.cuda: int | Exception = 12040
         self.nvml = "12.550.54.15"
         # An old driver (before 535) lacks the newer name of the throttle-reasons call.
@@ -142,7 +142,7 @@ class FakeNvml:
 
     def nvmlSystemGetDriverVersion(self) -> str:
         self._enter("nvmlSystemGetDriverVersion")
-        return self.driver
+        return _get(self.driver)
 
     def nvmlSystemGetCudaDriverVersion(self) -> int:
         self._enter("nvmlSystemGetCudaDriverVersion")
