@@ -451,16 +451,15 @@ def test_every_gpu_lost(sampler: GpuSampler, fake: FakeNvml) -> None:
 def test_a_hung_call_costs_one_budget() -> None:
     """A wedged call: the sample returns within about the budget, says so, and recovers."""
     fake, hang = hanging("temperature_c", gpu=1)
-    nvml = Nvml(fake, timeout_s=0.2)
+    nvml = Nvml(fake, timeout_s=1.0)
     gpus, notes = discover(nvml, None)
     sampler = GpuSampler(nvml, gpus, clock=lambda: TS)
     assert notes == []
     started = time.monotonic()
     sample = sampler.collect()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3
     stuck = (
-        "NVML call nvmlDeviceGetTemperature on GPU 1 took longer than 0.2 s; the driver may "
-        "be wedged"
+        "NVML call nvmlDeviceGetTemperature on GPU 1 took longer than 1 s; the driver may be wedged"
     )
     assert [(e.kind, e.message) for e in sample.events] == [("gpu.error", stuck)]
     assert sample.metrics["sys.gpu.0.used_memory"] == 20 * GiB  # read before the hang
@@ -470,11 +469,11 @@ def test_a_hung_call_costs_one_budget() -> None:
     still = sampler.collect()  # fails fast while the call is stuck
     assert time.monotonic() - started < 0.5
     waiting = (
-        "NVML call nvmlDeviceGetTemperature on GPU 1 has not returned after 0.2 s; the driver "
+        "NVML call nvmlDeviceGetTemperature on GPU 1 has not returned after 1 s; the driver "
         "may be wedged; GPU sampling resumes when it returns"
     )
     assert [e.message for e in still.events] == [f"GPU events: {waiting}", waiting]
-    with pytest.raises(CollectorError, match=r"has not returned after 0\.2 s"):
+    with pytest.raises(CollectorError, match=r"has not returned after 1 s"):
         sampler.collect()
 
     hang.release.set()

@@ -243,22 +243,22 @@ def test_xid_events(nvml: Nvml, fake: FakeNvml) -> None:
 def test_a_hung_call_returns_within_the_budget() -> None:
     """A wedged call costs the caller the budget; later calls fail fast until it returns."""
     fake, hang = hanging("temperature_c", gpu=1)
-    with Nvml(fake, timeout_s=0.2) as nvml:
+    with Nvml(fake, timeout_s=1.0) as nvml:
         started = time.monotonic()
         with pytest.raises(NvmlStuck) as caught:
             nvml.read(Handle(1), "GPU 1")
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3
         assert str(caught.value) == (
-            "NVML call nvmlDeviceGetTemperature on GPU 1 took longer than 0.2 s; "
+            "NVML call nvmlDeviceGetTemperature on GPU 1 took longer than 1 s; "
             "the driver may be wedged"
         )
         assert nvml.stuck
         started = time.monotonic()
         with pytest.raises(NvmlStuck) as again:
             nvml.read(Handle(0), "GPU 0")
-        assert time.monotonic() - started < 0.15  # failed fast, without waiting again
+        assert time.monotonic() - started < 0.5  # failed fast, without waiting again
         assert str(again.value) == (
-            "NVML call nvmlDeviceGetTemperature on GPU 1 has not returned after 0.2 s; the "
+            "NVML call nvmlDeviceGetTemperature on GPU 1 has not returned after 1 s; the "
             "driver may be wedged; GPU sampling resumes when it returns"
         )
         hang.release.set()
