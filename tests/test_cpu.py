@@ -227,3 +227,23 @@ def test_real_psutil_on_this_machine() -> None:
     assert all(isinstance(p, int) and 0 <= p <= 100 for p in per_cpu)
     if "sys.cpu.percent.avg" in sample.metrics:
         assert 0 <= sample.metrics["sys.cpu.percent.avg"] <= 100
+
+
+def test_quota_set_while_running(tmp_path: Path) -> None:
+    """`docker update --cpus` mid-run: the first sample under it has no average, the next has."""
+    tree = copy_tree("cgroup2-limited", tmp_path)
+    (tree / "sys/fs/cgroup/cpu.max").write_text("max 100000\n")
+    clock = Clock()
+    sampler = CpuSampler(
+        roots=Roots.under(tree), cpu_percent=CpuPercent(*[[50.0] * 16] * 4), clock=clock
+    )
+    clock.now_ms += 10_000
+    assert sampler.collect().metrics["sys.cpu.percent.avg"] == 50.0  # host view
+    (tree / "sys/fs/cgroup/cpu.max").write_text("200000 100000\n")
+    clock.now_ms += 10_000
+    metrics = sampler.collect().metrics
+    assert "sys.cpu.percent.avg" not in metrics
+    assert metrics["sys.cpu.quota"] == 2.0
+    clock.now_ms += 10_000
+    write_cpu_stat_v2(tree, 7_200_000_000 + 5_000_000, 36000, 1800, 90_000_000)
+    assert sampler.collect().metrics["sys.cpu.percent.avg"] == 25.0  # 5 s of 2 x 10 s

@@ -17,6 +17,9 @@ import pytest
 from agent.collect.base import Roots, Sample
 from agent.collect.process import (
     ProcessSampler,
+    child_pids,
+    descendant_pids,
+    has_children_files,
     parse_nspid,
     read_pid_map,
     tree_pids,
@@ -68,6 +71,43 @@ def test_root_gone_is_nodata(tree: subprocess.Popen[bytes]) -> None:
         tree_pids(tree.pid)
 
 
+def test_children_files_walk_the_same_tree_as_psutil() -> None:
+    """A deeper real tree: the children files find exactly what psutil's full scan finds."""
+    sh = shutil.which("sh") or "/bin/sh"
+    script = f"{sh} -c 'sleep 30 & wait' & sleep 30 & wait"
+    proc = subprocess.Popen([sh, "-c", script], start_new_session=True)
+    try:
+        wait_until(lambda: len(psutil.Process(proc.pid).children(recursive=True)) == 3)
+        assert has_children_files(Roots(), proc.pid)
+        by_psutil = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert set(descendant_pids(Roots(), proc.pid)) == by_psutil
+        assert tree_pids(proc.pid) == {proc.pid, *by_psutil}
+        assert ProcessSampler(proc.pid).collect().metrics["sys.process.count"] == 4
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_descendants_from_children_files(tmp_path: Path) -> None:
+    """Children hang off the thread that forked them; every thread's file is read; no loops."""
+    files = {
+        "100/task/100/children": "101 102 ",
+        "100/task/105/children": "103",  # forked by a second thread of 100
+        "101/task/101/children": "104\n",
+        "102/task/102/children": "",
+        "103/task/103/children": "100",  # nonsense a race could produce: never loops
+    }
+    for rel, text in files.items():
+        (tmp_path / "proc" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "proc" / rel).write_text(text)
+    roots = Roots.under(tmp_path)
+    assert sorted(descendant_pids(roots, 100)) == [101, 102, 103, 104]
+    assert sorted(child_pids(roots, 100)) == [101, 102, 103]
+    assert child_pids(roots, 999) == []  # gone
+    assert has_children_files(roots, 100)
+    assert not has_children_files(roots, 105)
+
+
 def test_unknown_pid_at_start() -> None:
     """A pid that never existed: construction succeeds, collect() says why."""
     pid = 2**22 + 12345  # above pid_max's default ceiling
@@ -77,6 +117,9 @@ def test_unknown_pid_at_start() -> None:
 
 
 # --- exact arithmetic with process objects built by the test --------------------------------------
+
+# No /proc/<pid>/task/*/children here: the sampler falls back to the objects' children().
+NO_PROC = Roots.under(FIXTURES / "cgroup1")
 
 
 @dataclass(eq=False)
@@ -124,6 +167,9 @@ class Proc:
     def status(self) -> str:
         return self.state
 
+    def is_running(self) -> bool:
+        return True
+
     def oneshot(self) -> AbstractContextManager[None]:
         return nullcontext()
 
@@ -139,7 +185,7 @@ def test_sums_reuse_objects_and_skip_vanished_children() -> None:
         made.append(pid)
         return root
 
-    sampler = ProcessSampler(10, process=factory, clock=lambda: T0)  # primes: first calls 0.0
+    sampler = ProcessSampler(10, process=factory, roots=NO_PROC, clock=lambda: T0)  # primes
     assert sampler.collect() == Sample(
         T0,
         {
@@ -162,7 +208,7 @@ def test_new_and_reused_pids_start_fresh() -> None:
     """A child whose pid was reused is a new object: its first reading counts as 0."""
     old = Proc(11, cpu=[0.0, 50.0])
     root = Proc(10, cpu=[0.0, 0.0, 0.0], kids=[old])
-    sampler = ProcessSampler(10, process=lambda _pid: root)
+    sampler = ProcessSampler(10, process=lambda _pid: root, roots=NO_PROC)
     assert sampler.collect().metrics["sys.process.cpu_percent"] == 50.0
     root.kids = [Proc(11, cpu=[0.0], generation=1)]
     assert sampler.collect().metrics["sys.process.cpu_percent"] == 0.0
@@ -171,12 +217,12 @@ def test_new_and_reused_pids_start_fresh() -> None:
 def test_access_denied() -> None:
     """The root unreadable: a CollectorError saying what to do; a setuid child: counted only."""
     denied = Proc(10, denied=True)
-    sampler = ProcessSampler(10, process=lambda _pid: denied)
+    sampler = ProcessSampler(10, process=lambda _pid: denied, roots=NO_PROC)
     with pytest.raises(CollectorError, match="run the agent as the same user"):
         sampler.collect()
     setuid = Proc(11, cpu=[psutil.AccessDenied(11)] * 2, rss=999)
     root = Proc(10, cpu=[0.0, 5.0], rss=100, kids=[setuid])
-    metrics = ProcessSampler(10, process=lambda _pid: root).collect().metrics
+    metrics = ProcessSampler(10, process=lambda _pid: root, roots=NO_PROC).collect().metrics
     assert (metrics["sys.process.count"], metrics["sys.process.rss_bytes"]) == (2, 100)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.collect.base import Roots, read_small
@@ -43,6 +43,23 @@ class Cgroup:
     cpuacct: Path | None  # where CPU usage is: v2's directory, v1's cpuacct controller
     memory: Path | None
     unified: Path | None  # the v2 directory, for PSI (also on hybrid hosts)
+    _files: dict[tuple[str, str], Path] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def file(self, where: str, name: str) -> Path:
+        """Return file `name` of directory `where` (cpu, cpuacct, memory, unified); NoData if none.
+
+        Each path is joined once and kept: a sample reads a handful of files, and
+        pathlib's "/" costs about as much as reading a small cgroup file.
+        """
+        path = self._files.get((where, name))
+        if path is None:
+            directory: Path | None = getattr(self, where)
+            if directory is None:
+                raise NoData(f"no cgroup {where} directory here (for {name})")
+            path = self._files[(where, name)] = directory / name
+        return path
 
 
 @dataclass(frozen=True)
@@ -116,12 +133,15 @@ def parse_cpu_max(text: str) -> float | None:
     return quota / period
 
 
-def parse_cfs_quota(quota_text: str, period_text: str) -> float | None:
-    """Return the CPU quota in CPUs from v1 cpu.cfs_quota_us and cpu.cfs_period_us (-1 → None)."""
+def parse_cfs_quota(quota_text: str, period_text: str | None) -> float | None:
+    """Return the CPU quota in CPUs from v1 cpu.cfs_quota_us and cpu.cfs_period_us (-1 → None).
+
+    ``period_text`` may be None when the quota is -1 (no need to read the period then).
+    """
     quota = parse_int(quota_text, "cpu.cfs_quota_us")
     if quota < 0:
         return None
-    period = parse_int(period_text, "cpu.cfs_period_us")
+    period = parse_int(period_text or "", "cpu.cfs_period_us")
     if period <= 0 or quota == 0:
         raise CollectorError(f"cpu.cfs_quota_us {quota} / cpu.cfs_period_us {period}: not a quota")
     return quota / period
@@ -248,37 +268,33 @@ def _under_roots(roots: Roots, mount_point: str) -> Path:
 
 def read_cpu_quota(cg: Cgroup) -> float | None:
     """Return the CPU quota in CPUs, or None when there is none (or no CPU controller here)."""
-    if cg.cpu is None:
-        return None
     try:
         if cg.cpu == cg.unified:
-            return parse_cpu_max(read_small(cg.cpu / "cpu.max"))
-        return parse_cfs_quota(
-            read_small(cg.cpu / "cpu.cfs_quota_us"), read_small(cg.cpu / "cpu.cfs_period_us")
-        )
+            return parse_cpu_max(read_small(cg.file("cpu", "cpu.max")))
+        quota = read_small(cg.file("cpu", "cpu.cfs_quota_us"))
+        if quota.lstrip().startswith("-"):
+            return parse_cfs_quota(quota, None)  # -1: no quota, no period to read
+        return parse_cfs_quota(quota, read_small(cg.file("cpu", "cpu.cfs_period_us")))
     except NoData:
         return None  # the root cgroup, or the controller not enabled: nothing limits us
 
 
 def read_cpu_stat(cg: Cgroup) -> CpuStat:
     """Return usage and throttling counters (ns); NoData where the cgroup does not count them."""
-    if cg.cpuacct is None:
-        raise NoData("no cgroup CPU accounting here")
-    if cg.cpuacct == cg.unified:
-        stat = parse_keyed(read_small(cg.cpuacct / "cpu.stat"), "cpu.stat")
+    if cg.cpuacct is not None and cg.cpuacct == cg.unified:
+        stat = parse_keyed(read_small(cg.file("cpuacct", "cpu.stat")), "cpu.stat")
         if "usage_usec" not in stat:
-            raise CollectorError(f"{cg.cpuacct / 'cpu.stat'}: no usage_usec")
+            raise CollectorError(f"{cg.file('cpuacct', 'cpu.stat')}: no usage_usec")
         return CpuStat(
             usage_ns=stat["usage_usec"] * 1000,
             nr_periods=stat.get("nr_periods", 0),
             nr_throttled=stat.get("nr_throttled", 0),
             throttled_ns=stat.get("throttled_usec", 0) * 1000,
         )
-    usage = parse_int(read_small(cg.cpuacct / "cpuacct.usage"), "cpuacct.usage")
+    usage = parse_int(read_small(cg.file("cpuacct", "cpuacct.usage")), "cpuacct.usage")
     stat = {}
-    if cg.cpu is not None:
-        with contextlib.suppress(NoData):  # v1 cpuacct without the cpu controller: no throttling
-            stat = parse_keyed(read_small(cg.cpu / "cpu.stat"), "cpu.stat")
+    with contextlib.suppress(NoData):  # v1 cpuacct without the cpu controller: no throttling
+        stat = parse_keyed(read_small(cg.file("cpu", "cpu.stat")), "cpu.stat")
     return CpuStat(
         usage_ns=usage,
         nr_periods=stat.get("nr_periods", 0),
@@ -289,22 +305,18 @@ def read_cpu_stat(cg: Cgroup) -> CpuStat:
 
 def read_memory_limit(cg: Cgroup) -> int | None:
     """Return the memory limit in bytes, or None when there is none."""
-    if cg.memory is None:
-        return None
     name = "memory.max" if cg.memory == cg.unified else "memory.limit_in_bytes"
     try:
-        return parse_memory_limit(read_small(cg.memory / name))
+        return parse_memory_limit(read_small(cg.file("memory", name)))
     except NoData:
         return None
 
 
 def read_memory_usage(cg: Cgroup) -> tuple[int, Mapping[str, int]]:
     """Return the cgroup's memory usage in bytes and its memory.stat."""
-    if cg.memory is None:
-        raise NoData("no cgroup memory controller here")
     name = "memory.current" if cg.memory == cg.unified else "memory.usage_in_bytes"
-    usage = parse_int(read_small(cg.memory / name), name)
-    return usage, parse_keyed(read_small(cg.memory / "memory.stat"), "memory.stat")
+    usage = parse_int(read_small(cg.file("memory", name)), name)
+    return usage, parse_keyed(read_small(cg.file("memory", "memory.stat")), "memory.stat")
 
 
 def working_set(cg: Cgroup, usage: int, stat: Mapping[str, int]) -> int:
@@ -315,16 +327,18 @@ def working_set(cg: Cgroup, usage: int, stat: Mapping[str, int]) -> int:
 
 def read_memory_events(cg: Cgroup) -> dict[str, int]:
     """Return memory.events (v2: low, high, max, oom, oom_kill) or v1's memory.oom_control."""
-    if cg.memory is None:
-        raise NoData("no cgroup memory controller here")
     name = "memory.events" if cg.memory == cg.unified else "memory.oom_control"
-    return parse_keyed(read_small(cg.memory / name), name)
+    return parse_keyed(read_small(cg.file("memory", name)), name)
 
 
 def read_pressure(cg: Cgroup | None, resource: str, roots: Roots = Roots()) -> float:
-    """Return PSI "some avg10" (percent) of `resource` (cpu, memory, io); NoData without PSI."""
+    """Return PSI "some avg10" (percent) of `resource` (cpu, memory, io); NoData without PSI.
+
+    The cgroup's own pressure where the unified hierarchy is mounted, else the host's
+    (/proc/pressure), which is also what a process on a v1 host is subject to.
+    """
     if cg is not None and cg.unified is not None:
-        return parse_psi_some_avg10(read_small(cg.unified / f"{resource}.pressure"))
+        return parse_psi_some_avg10(read_small(cg.file("unified", f"{resource}.pressure")))
     return parse_psi_some_avg10(read_small(roots.proc / "pressure" / resource))
 
 

@@ -85,9 +85,13 @@ class CpuSampler:
         self._roots = roots
         self._cgroup = find_cgroup_or_none(roots, pid)
         # Priming: psutil measures since its previous call, so the first real sample would
-        # otherwise cover nothing (the SDK's first sample is a meaningless 0.0).
-        cpu_percent()
-        self._prev = _read_stat(self._cgroup, clock()) if self._cgroup is not None else None
+        # otherwise cover nothing (the SDK's first sample is a meaningless 0.0); the cgroup's
+        # counters likewise, read now when a quota binds.
+        host_cpus = len(cpu_percent())
+        self._prev: tuple[int, CpuStat] | None = None
+        cg = self._cgroup
+        if cg is not None and cpu_limit_binds(read_cpu_quota(cg), host_cpus):
+            self._prev = _read_stat(cg, clock())
 
     def collect(self) -> Sample:
         """Read utilisation since the previous sample."""
@@ -103,10 +107,12 @@ class CpuSampler:
         cg = self._cgroup
         if cg is not None:
             quota = read_cpu_quota(cg)
-            prev, self._prev = self._prev, _read_stat(cg, stamp)
             if quota is not None and cpu_limit_binds(quota, len(percents)):
+                prev, self._prev = self._prev, _read_stat(cg, stamp)
                 metrics["sys.cpu.quota"] = quota
                 self._quota_rates(metrics, unsupported, quota, prev, self._prev)
+            else:
+                self._prev = None  # counters are read only under a quota (a new one: next time)
         try:
             metrics[PRESSURE] = read_pressure(cg, "cpu", self._roots)
         except CollectorError:

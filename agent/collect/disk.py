@@ -82,7 +82,8 @@ class DiskSampler:
             "sys.disk.root.percent.used": usage.percent,
         }
         prev, now = self._prev, self._read_io(stamp)
-        self._prev = now
+        if prev is None or now is None or stamp != prev[0]:
+            self._prev = now  # within the same ms, the earlier reading stays the baseline
         rates = byte_rates(prev[1], now[1], stamp - prev[0]) if prev and now else None
         if rates is not None:
             metrics["sys.disk.read_bps"] = round(rates[0], 1)

@@ -34,6 +34,7 @@ from agent.collect.cgroup import (
 from agent.errors import CollectorError
 from agent.message import now_ms
 
+_MEMINFO_FIELDS = frozenset({"MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached"})
 OOM_KILLS = "sys.ram.oom_kills"
 PRESSURE = "sys.ram.pressure.some_avg10"
 
@@ -60,11 +61,13 @@ def parse_meminfo(text: str) -> Memory:
     fields: dict[str, int] = {}
     for line in text.splitlines():
         name, _, rest = line.partition(":")
-        if name in ("MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached"):
+        if name in _MEMINFO_FIELDS:
             try:
                 fields[name] = int(rest.split()[0]) * 1024
             except (IndexError, ValueError):
                 raise CollectorError(f"/proc/meminfo: unexpected line {line[:60]!r}") from None
+            if name == "MemAvailable" and "MemTotal" in fields:
+                break  # lines 1 and 3 of ~55: the rest is only needed by old kernels
     if not fields.get("MemTotal"):
         raise CollectorError(f"/proc/meminfo: no MemTotal in {text[:40]!r}")
     available = fields.get("MemAvailable")

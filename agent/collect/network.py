@@ -68,10 +68,15 @@ class NetworkSampler:
         """Return the rates since the previous reading; NoData when there is none to compare."""
         stamp = self._clock()
         prev, now = self._prev, self._read(stamp)
+        if prev is None:
+            self._prev = now
+            raise NoData("no earlier network reading to compare with; rates start next sample")
+        if stamp == prev[0]:
+            raise NoData("no time passed since the previous network reading")  # keep that one
         self._prev = now
-        rates = byte_rates(prev[1], now[1], stamp - prev[0]) if prev else None
+        rates = byte_rates(prev[1], now[1], stamp - prev[0])
         if rates is None:
-            raise NoData("network counters went backwards (or no earlier reading); skipped once")
+            raise NoData("network counters went backwards (or the clock did); skipped once")
         sent, received = rates
         return Sample(
             stamp, {"sys.network.send_bps": round(sent), "sys.network.receive_bps": round(received)}
