@@ -32,5 +32,6 @@ def system_samplers(
     if settings.sample_network:
         samplers.append(NetworkSampler())
     if settings.sample_process and pid is not None:
-        samplers.append(ProcessSampler(pid))
+        samplers.append(ProcessSampler(pid))  # psutil reads /proc itself: the real roots
+
     return samplers
