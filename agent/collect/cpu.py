@@ -1,0 +1,151 @@
+"""CPU: per-CPU utilisation for Add CPU Metrics and sys.cpu.*, measured against a cgroup quota.
+
+On a host (or in a container without a binding quota) ``sys.cpu.percent.avg``
+is the mean of psutil's per-CPU percentages, as the SDK computes it. Under a
+CPU quota below the host's CPU count it is the cgroup's CPU time over the
+quota's capacity in the same wall time (capped at 100), so a container
+using all of its 2.5 CPUs reads 100 % however idle the host is; the quota,
+throttling and pressure come along as ``sys.cpu.quota``,
+``sys.cpu.throttled_percent``, ``sys.cpu.throttled_s`` and
+``sys.cpu.pressure.some_avg10``.
+
+``cpuPercentUtilization`` stays the host's per-CPU list, even under a quota: a
+quota is a share of time on any CPU, not a set of CPUs, and cgroup v2 does not
+count usage per CPU, so no per-CPU figure of the container exists to send;
+the host's list is what psutil measures and what the endpoint describes
+("one entry per core"), and the container's own figure is in the average.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import psutil
+
+from agent.api import bodies
+from agent.collect.base import Clock, Number, Roots, Sample
+from agent.collect.cgroup import (
+    Cgroup,
+    CpuStat,
+    cpu_limit_binds,
+    find_cgroup_or_none,
+    read_cpu_quota,
+    read_cpu_stat,
+    read_pressure,
+)
+from agent.errors import CollectorError, NoData
+from agent.message import now_ms
+
+CpuPercent = Callable[[], Sequence[float]]
+PRESSURE = "sys.cpu.pressure.some_avg10"
+_CGROUP_RATES = ("sys.cpu.percent.avg", "sys.cpu.throttled_percent", "sys.cpu.throttled_s")
+
+
+def host_cpu_percent() -> list[float]:
+    """Return psutil's per-CPU utilisation since its previous call (the default reader)."""
+    return psutil.cpu_percent(interval=None, percpu=True)
+
+
+def quota_percent(prev: CpuStat, now: CpuStat, quota_cpus: float, wall_ms: int) -> float:
+    """Return the cgroup's CPU use as a percentage of its quota over `wall_ms`, capped at 100."""
+    used_ns = now.usage_ns - prev.usage_ns
+    return round(min(100.0, used_ns / (quota_cpus * wall_ms * 1e6) * 100), 2)
+
+
+def throttled_percent(prev: CpuStat, now: CpuStat) -> float:
+    """Return the share of CFS periods that were throttled between two readings (0 when none)."""
+    periods = now.nr_periods - prev.nr_periods
+    return round((now.nr_throttled - prev.nr_throttled) / periods * 100, 2) if periods > 0 else 0.0
+
+
+def _read_stat(cg: Cgroup, stamp: int) -> tuple[int, CpuStat] | None:
+    try:
+        return stamp, read_cpu_stat(cg)
+    except NoData:
+        return None
+
+
+class CpuSampler:
+    """Sample CPU utilisation: the host's per CPU, and the container's against its quota."""
+
+    name = "cpu"
+
+    def __init__(
+        self,
+        *,
+        roots: Roots = Roots(),
+        pid: int | None = None,
+        cpu_percent: CpuPercent = host_cpu_percent,
+        per_core: bool = False,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._cpu_percent = cpu_percent
+        self._per_core = per_core
+        self._clock = clock
+        self._roots = roots
+        self._cgroup = find_cgroup_or_none(roots, pid)
+        # Priming: psutil measures since its previous call, so the first real sample would
+        # otherwise cover nothing (the SDK's first sample is a meaningless 0.0); the cgroup's
+        # counters likewise, read now when a quota binds.
+        host_cpus = len(cpu_percent())
+        self._prev: tuple[int, CpuStat] | None = None
+        cg = self._cgroup
+        if cg is not None and cpu_limit_binds(read_cpu_quota(cg), host_cpus):
+            self._prev = _read_stat(cg, clock())
+
+    def collect(self) -> Sample:
+        """Read utilisation since the previous sample."""
+        stamp = self._clock()
+        percents = self._cpu_percent()
+        if not percents:
+            raise NoData("psutil reported no CPUs")
+        metrics: dict[str, Number] = {"sys.cpu.percent.avg": sum(percents) / len(percents)}
+        if self._per_core:
+            for i, value in enumerate(percents, start=1):
+                metrics[f"sys.cpu.percent.{i:02d}"] = value
+        unsupported: set[str] = set()
+        cg = self._cgroup
+        if cg is not None:
+            quota = read_cpu_quota(cg)
+            if quota is not None and cpu_limit_binds(quota, len(percents)):
+                prev, self._prev = self._prev, _read_stat(cg, stamp)
+                metrics["sys.cpu.quota"] = quota
+                self._quota_rates(metrics, unsupported, quota, prev, self._prev)
+            else:
+                self._prev = None  # counters are read only under a quota (a new one: next time)
+        try:
+            metrics[PRESSURE] = read_pressure(cg, "cpu", self._roots)
+        except CollectorError:
+            unsupported.add(PRESSURE)  # no PSI on this kernel (or in this cgroup)
+        typed = {
+            "add-cpu-metrics": bodies.cpu_metrics(
+                [min(100, max(0, round(p))) for p in percents], stamp
+            )
+        }
+        return Sample(stamp, metrics, typed, unsupported=frozenset(unsupported))
+
+    @staticmethod
+    def _quota_rates(
+        metrics: dict[str, Number],
+        unsupported: set[str],
+        quota: float,
+        prev: tuple[int, CpuStat] | None,
+        now: tuple[int, CpuStat] | None,
+    ) -> None:
+        if now is None:
+            # A quota without CPU accounting (v1 without cpuacct): the host's mean stays.
+            unsupported.update(_CGROUP_RATES[1:])
+            return
+        if prev is None or now[0] <= prev[0] or now[1].usage_ns < prev[1].usage_ns:
+            # First reading, a clock step back, or the cgroup was recreated: no rate this time,
+            # and no host-wide mean either, which would be on another scale.
+            del metrics["sys.cpu.percent.avg"]
+            return
+        metrics["sys.cpu.percent.avg"] = quota_percent(prev[1], now[1], quota, now[0] - prev[0])
+        metrics["sys.cpu.throttled_percent"] = throttled_percent(prev[1], now[1])
+        metrics["sys.cpu.throttled_s"] = round(
+            (now[1].throttled_ns - prev[1].throttled_ns) / 1e9, 3
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""

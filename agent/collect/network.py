@@ -1,0 +1,86 @@
+"""Network: sys.network.send_bps and receive_bps from the interface byte counters."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import psutil
+
+from agent.collect.base import Clock, Sample
+from agent.errors import CollectorError, NoData
+from agent.message import now_ms
+
+
+class NetCounters(Protocol):
+    """What psutil.net_io_counters() gives that we use."""
+
+    @property
+    def bytes_sent(self) -> int: ...  # noqa: D102
+    @property
+    def bytes_recv(self) -> int: ...  # noqa: D102
+
+
+def byte_rates(prev: Sequence[int], now: Sequence[int], elapsed_ms: int) -> list[float] | None:
+    """Return per-second rates of counters between two readings; None if any went backwards.
+
+    A smaller value is a reset (an interface or disk went away, a counter wrapped, the
+    host rebooted under a container): that interval has no honest rate, so it is skipped
+    rather than sent as a negative number or a spike.
+    """
+    if elapsed_ms <= 0 or any(b < a for a, b in zip(prev, now, strict=True)):
+        return None
+    return [(b - a) * 1000 / elapsed_ms for a, b in zip(prev, now, strict=True)]
+
+
+def _host_net_counters() -> NetCounters | None:
+    return psutil.net_io_counters()
+
+
+class NetworkSampler:
+    """Sample bytes sent and received per second over all interfaces, as the SDK does."""
+
+    name = "network"
+
+    def __init__(
+        self,
+        *,
+        net_io_counters: Callable[[], NetCounters | None] = _host_net_counters,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._counters = net_io_counters
+        self._clock = clock
+        self._prev: tuple[int, tuple[int, int]] | None = None
+        with contextlib.suppress(CollectorError):  # collect() says why, on schedule
+            self._prev = self._read(clock())  # priming: the first rate needs an earlier reading
+
+    def _read(self, stamp: int) -> tuple[int, tuple[int, int]]:
+        try:
+            counters = self._counters()
+        except OSError as exc:  # psutil reads /proc/net/dev
+            raise CollectorError(f"cannot read network counters: {exc.strerror or exc}") from None
+        if counters is None:
+            raise NoData("no network interfaces")
+        return stamp, (counters.bytes_sent, counters.bytes_recv)
+
+    def collect(self) -> Sample:
+        """Return the rates since the previous reading; NoData when there is none to compare."""
+        stamp = self._clock()
+        prev, now = self._prev, self._read(stamp)
+        if prev is None:
+            self._prev = now
+            raise NoData("no earlier network reading to compare with; rates start next sample")
+        if stamp == prev[0]:
+            raise NoData("no time passed since the previous network reading")  # keep that one
+        self._prev = now
+        rates = byte_rates(prev[1], now[1], stamp - prev[0])
+        if rates is None:
+            raise NoData("network counters went backwards (or the clock did); skipped once")
+        sent, received = rates
+        return Sample(
+            stamp, {"sys.network.send_bps": round(sent), "sys.network.receive_bps": round(received)}
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
