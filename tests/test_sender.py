@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +113,8 @@ def test_typed_bodies_go_one_request_each_between_batches(
     status = sender.status()
     assert (status.sent_total, status.requests_total) == (12, 7)
     assert status.last_success_ms is not None and status.last_error is None
+    on_disk = b"".join(p.read_bytes() for p in box.path.parent.glob("outbox.db*"))
+    assert KEY.encode() in on_disk and CANARY_KEY.encode() not in on_disk
 
 
 def test_merge_respects_other_fields_and_batch_items(
@@ -335,3 +340,46 @@ def test_a_sink_bug_keeps_the_data(box: Outbox) -> None:
         assert not Sender(box, Broken(), backoff=FAST, rand=Random(0)).flush(0.3)
     assert box.pending() == 1 and box.stats().dead == 0
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["sender.crashed"]
+
+
+CHILD_DRAINS = """
+import sys, threading
+from pathlib import Path
+from agent.api.client import CometClient
+from agent.outbox import Outbox
+from agent.sender import Sender
+from agent.sinks.rest import RestSink
+box = Outbox(Path(sys.argv[1]))
+sink = RestSink(CometClient(api_key=sys.argv[3], url_override=sys.argv[2], timeout_s=5))
+Sender(box, sink).start()
+print("draining", flush=True)
+threading.Event().wait(60)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_drain_then_restart_delivers_everything(
+    tmp_path: Path, sink: RestSink, server: CometStandIn
+) -> None:
+    """A sender process killed mid-drain loses nothing: a restart sends the rest (at least once)."""
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as box:
+        box.put_many([load(n) for n in range(40)])
+    server.outage(mode="slow", delay_s=0.05)
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD_DRAINS, str(path), server.url, CANARY_KEY],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "draining"
+        wait_until(lambda: server.count() >= 5, timeout_s=20)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    assert server.count() < 40
+    server.recover()
+    with Outbox(path) as box:  # the restart: the dead process's leases are ready again
+        assert Sender(box, sink, backoff=FAST, rand=Random(0)).flush(20)
+    received = loads_received(server)
+    assert sorted(set(received)) == list(range(40))
+    assert len(received) - 40 <= 1  # at most the request in flight at the kill went twice
