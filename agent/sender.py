@@ -68,7 +68,13 @@ class SenderStatus:
 
 
 class Sender:
-    """Drain an outbox into a sink on a daemon thread; see the module docstring."""
+    """Drain an outbox into a sink on a daemon thread; see the module docstring.
+
+    ``start()`` runs the thread; ``wake()``, ``flush()``, ``stop()`` and
+    ``status()`` may be called from any thread. Setting `stop_event` (or
+    calling ``stop()``) ends the thread within a second, after the request in
+    flight; ``flush()`` still drains afterwards, in the caller's thread.
+    """
 
     def __init__(
         self,
