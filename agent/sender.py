@@ -33,15 +33,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from random import Random
 
+from agent import errors
 from agent.backoff import Backoff
-from agent.errors import (
-    AgentError,
-    ApiError,
-    AuthError,
-    OutboxError,
-    ThrottledError,
-    TransportError,
-)
+from agent.errors import AgentError, ApiError, AuthError, OutboxError, ThrottledError
 from agent.gates import ALL, Gates
 from agent.log import RateLimiter, get_logger
 from agent.message import MERGEABLE, merge, now_ms
@@ -346,7 +340,10 @@ class Sender:
                 )
             return {endpoint}
         return self._defer(
-            group, ALL if isinstance(exc, TransportError) else endpoint, error, exc.retry_after_s
+            group,
+            ALL if isinstance(exc, errors.TransportError) else endpoint,
+            error,
+            exc.retry_after_s,
         )
 
     def _defer(
