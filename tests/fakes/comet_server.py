@@ -53,6 +53,12 @@ class Recorded:
     status: int = 200
     problems: list[str] = field(default_factory=list)
     experiment_key: str | None = None
+    landed: bool = True  # False when the answer was a fault: the data did not land
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the stand-in took the data (a 2xx that was not a scripted fault)."""
+        return self.landed and 200 <= self.status < 300
 
 
 @dataclass
@@ -185,12 +191,12 @@ class CometStandIn:
             return [p for r in self.requests for p in r.problems]
 
     def received(self, route: str | None = None, *, ok_only: bool = True) -> list[Recorded]:
-        """Requests to `route` (all when None), those answered 2xx only by default."""
+        """Requests to `route` (all when None), by default only those whose data landed."""
         with self._lock:
             return [
                 r
                 for r in self.requests
-                if (route is None or r.route == route) and (not ok_only or 200 <= r.status < 300)
+                if (route is None or r.route == route) and (not ok_only or r.accepted)
             ]
 
     def count(self, route: str | None = None, *, ok_only: bool = True) -> int:
@@ -335,6 +341,9 @@ def _find_route(method: str, path: str) -> tuple[Route | None, str | None, bool]
 def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle and delayed ACKs each answer
+        # would stall ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             return
@@ -499,13 +508,14 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
                 rec.status = fault.status
                 self._record_and_send(rec, fault.status, body, fault.headers)
                 return True
+            rec.landed = False  # whatever is answered below, the data did not land
             if fault.mode == "html":
-                rec.status = 299  # not a success as far as records go: the data did not land
+                rec.status = 200
                 server._record(rec)
                 self._send_raw(200, b"<html><body>Proxy login</body></html>", "text/html")
                 return True
             if fault.mode == "garbage-json":
-                rec.status = 299
+                rec.status = 200
                 server._record(rec)
                 self._send_raw(200, b'{"msg": "Sa', "application/json")
                 return True
