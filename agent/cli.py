@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = add(
         "run",
-        "agent.run:command",
+        "agent.wrap:command",
         "run a command and monitor it: its output, its exit and the machine",
     )
     _experiment(run)

@@ -71,7 +71,7 @@ class Option:
             return self.env
         if self.sdk:
             return self.sdk.upper().replace(".", "_")
-        return f"COMET_AGENT_{self.key.upper()}"
+        return f"COMET_AGENT_{self.field.upper()}"
 
     @property
     def ini_place(self) -> tuple[str, str] | None:
@@ -172,7 +172,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("git", "patch_max_bytes", int, 10_000_000, "larger patches are skipped", minimum=0,
            maximum=1_000_000_000),
     Option("git", "timeout_s", float, 5.0, "longest one git command may take", minimum=0.1,
-           maximum=300, attr="git_timeout_s", env="COMET_AGENT_GIT_TIMEOUT_S"),
+           maximum=300, attr="git_timeout_s"),
     # [outbox]
     Option("outbox", "max_bytes", int, 256 * 1024 * 1024,
            "outbox size cap; past it the oldest samples go first, never static facts",

@@ -91,7 +91,7 @@ def system_details(
     comet_host: str | None = None,
     extra_info: Sequence[tuple[str, object]] = (),
     gpu_static_info: Sequence[Mapping[str, object]] | None = None,
-    roots: Roots = Roots(),  # noqa: B008 - frozen, so one shared default is safe
+    roots: Roots = Roots(),  # frozen, so one shared default is safe
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> tuple[dict[str, object], list[str]]:

@@ -1,0 +1,115 @@
+"""Attach to an experiment: use the key given, create one in the workspace/project, or go offline.
+
+Creating uses the seed's ``create-experiment`` (it answers the key and the
+link); attaching to a given key checks it with one keep-alive call, whose
+answer also brings the first intervals. These are the only requests besides
+the keep-alive that do not go through the outbox, because the agent needs
+their answers before anything else can be sent.
+
+A create that cannot reach Comet is retried with back-off for
+``ATTACH_DEADLINE_S``; if the answer of a create that did reach Comet is lost
+the retry makes a second, empty experiment (the REST route has no
+idempotency key; SPEC.md §3.1).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from random import Random
+
+from agent.api import bodies
+from agent.api.client import CometClient
+from agent.backoff import Backoff
+from agent.config import Settings
+from agent.errors import ApiError, ConfigError
+from agent.log import get_logger
+
+log = get_logger(__name__)
+KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # SPEC §1.4: what the SDK accepts
+ATTACH_DEADLINE_S = 30.0
+DEFAULT_PROJECT = "general"  # the SDK's default project name (SPEC §5.3)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """The experiment the agent reports into."""
+
+    experiment_key: str
+    link: str | None
+    owned: bool  # the agent created it: it sets the start and end times
+    offline: bool
+    first_answer: object = None  # the keep-alive answer when attaching to a given key
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it looks like an experiment key, else raise ConfigError."""
+    if not KEY_RE.match(key):
+        raise ConfigError(
+            f"experiment key {key[:60]!r} is not 32 to 50 letters and digits; "
+            "copy it from the experiment's page or leave it unset to create one"
+        )
+    return key
+
+
+def offline_attachment(settings: Settings) -> Attachment:
+    """An experiment recorded into an archive: the given key, or a new one as the SDK makes it."""
+    key = check_key(settings.experiment_key) if settings.experiment_key else uuid.uuid4().hex
+    return Attachment(key, None, owned=True, offline=True)
+
+
+def attach(
+    settings: Settings,
+    client: CometClient,
+    *,
+    stop: threading.Event,
+    deadline_s: float = ATTACH_DEADLINE_S,
+    rand: Random | None = None,
+) -> Attachment:
+    """Attach to the configured key, or create an experiment; raise ApiError/ConfigError."""
+    if settings.experiment_key:
+        key = check_key(settings.experiment_key)
+        try:
+            answer = client.call("keep-alive", experiment_key=key)
+        except ApiError as exc:
+            if not exc.retryable:
+                raise
+            # Comet is unreachable: the outbox keeps everything until it is back.
+            log.warning("experiment.unverified", experiment_key=key, error=str(exc))
+            answer = None
+        return Attachment(key, None, owned=False, offline=False, first_answer=answer)
+    if not settings.workspace:
+        raise ConfigError(
+            "creating an experiment needs a workspace: set COMET_WORKSPACE or "
+            "[comet] workspace, or attach with --experiment-key"
+        )
+    body = bodies.create_experiment(
+        settings.workspace, settings.project_name or DEFAULT_PROJECT, settings.experiment_name
+    )
+    backoff = Backoff(wait_initial=0.5, wait_max=5.0)
+    rand = rand or Random()  # noqa: S311 - jitter, not secrets
+    waited = 0.0
+    attempt = 0
+    while True:
+        try:
+            answer = client.call("create-experiment", body)
+            break
+        except ApiError as exc:
+            attempt += 1
+            wait_s = backoff.delay(attempt, exc.retry_after_s, rand)
+            if not exc.retryable or waited + wait_s > deadline_s or stop.is_set():
+                raise
+            log.warning("experiment.create_retry", error=str(exc), wait_s=round(wait_s, 1))
+            if stop.wait(wait_s):
+                raise
+            waited += wait_s
+    new_key: object = answer.get("experimentKey") if isinstance(answer, dict) else None
+    if not isinstance(new_key, str) or not KEY_RE.match(new_key):
+        raise ApiError(
+            f"create-experiment: Comet answered without a usable experimentKey "
+            f"({str(answer)[:80]!r})"
+        )
+    link = answer.get("link")
+    return Attachment(new_key, link if isinstance(link, str) else None, owned=True, offline=False)

@@ -1,0 +1,135 @@
+"""``comet-agent sysinfo`` and ``comet-agent sample``: see what would be sent, send nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+
+from agent.collect.base import Sample, Sampler
+from agent.config import Settings
+from agent.errors import CollectorError
+from agent.facts import gather
+from agent.message import now_ms
+
+SAMPLE_WAIT_S = 1.0  # utilisation and rates are measured over this much time
+
+
+def sysinfo(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the static facts: Set System Details, git metadata, GPU static info."""
+    from agent.collect.gpu import read_gpu_facts
+
+    gpu_reason: list[str] = []
+    gpu = read_gpu_facts(settings, on_unavailable=gpu_reason.append)
+    facts = gather(
+        settings,
+        command=sys.argv,
+        pid=os.getpid(),
+        gpu_static_info=gpu.static_info if gpu else None,
+        gpu_additional=gpu.additional if gpu else (),
+    )
+    data: dict[str, object] = {
+        "system_details": facts.system_details,
+        "git_metadata": facts.git_metadata,
+        "git_patch_bytes": len(facts.git_patch_zip) if facts.git_patch_zip else None,
+        "cloud_details": facts.cloud_details,
+        "notes": [*facts.notes, *gpu_reason],
+    }
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    details = dict(facts.system_details)
+    extra = details.pop("logAdditionalSystemInfoList", [])
+    gpus = details.pop("gpuStaticInfoList", [])
+    packages = details.pop("installedPackages", [])
+    os_packages = details.pop("osPackages", [])
+    lines = ["Set System Details:"]
+    lines += [f"  {k:<22} {_text(v)}" for k, v in details.items()]
+    lines.append(f"  {'installedPackages':<22} {len(packages)} packages")  # type: ignore[arg-type]
+    lines.append(f"  {'osPackages':<22} {len(os_packages)} packages")  # type: ignore[arg-type]
+    lines.append("Additional system info:")
+    lines += [f"  {item['key']:<28} {_text(item['value'])}" for item in extra]  # type: ignore[attr-defined]
+    lines.append("GPUs:" if gpus else f"GPUs: none ({'; '.join(gpu_reason) or 'none seen'})")
+    lines += [f"  {json.dumps(g)}" for g in gpus]  # type: ignore[attr-defined]
+    lines.append("Git:" if facts.git_metadata else "Git: not a repository, or git is off")
+    if facts.git_metadata:
+        lines += [f"  {k:<8} {_text(v)}" for k, v in facts.git_metadata.items()]
+        patch = data["git_patch_bytes"]
+        lines.append(f"  patch    {f'{patch} bytes (zipped)' if patch else 'none (clean tree)'}")
+    lines += [f"note: {note}" for note in data["notes"]]  # type: ignore[attr-defined]
+    print("\n".join(lines))
+    return 0
+
+
+def sample(args: argparse.Namespace, settings: Settings) -> int:
+    """Take one sample of every metric (after priming) and print it."""
+    from agent.collect import gpu as gpu_module
+    from agent.collect.system import system_samplers
+
+    samplers: list[Sampler] = list(system_samplers(settings, pid=os.getpid()))
+    gpu_reason: list[str] = []
+    gpu = gpu_module.gpu_sampler(settings, on_unavailable=gpu_reason.append)
+    if gpu is not None:
+        samplers.append(gpu)
+    failures: dict[str, str] = {}
+    try:
+        for sampler in samplers:  # rates need a first reading to measure from
+            _collect(sampler, failures)
+        threading.Event().wait(SAMPLE_WAIT_S)
+        failures.clear()
+        samples = {s.name: _collect(s, failures) for s in samplers}
+    finally:
+        for sampler in samplers:
+            sampler.close()
+    taken = {name: s for name, s in samples.items() if s is not None}
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "timestamp_ms": now_ms(),
+                    "samples": {
+                        name: {
+                            "timestamp_ms": s.timestamp_ms,
+                            "metrics": dict(s.metrics),
+                            "typed": {k: dict(v) for k, v in s.typed.items()},
+                            "unsupported": sorted(s.unsupported),
+                            "events": [e.message for e in s.events],
+                        }
+                        for name, s in taken.items()
+                    },
+                    "failures": failures,
+                    "gpu": gpu_reason[0] if gpu_reason else "on",
+                },
+                indent=2,
+            )
+        )
+        return 0
+    for name, s in taken.items():
+        print(f"{name} (at {s.timestamp_ms} ms):")
+        for metric, value in s.metrics.items():
+            print(f"  {metric:<40} {value}")
+        for endpoint, body in s.typed.items():
+            print(f"  {endpoint:<40} {json.dumps(body)}")
+        if s.unsupported:
+            print(f"  not supported here: {', '.join(sorted(s.unsupported))}")
+        for event in s.events:
+            print(f"  event: {event.message}")
+    for name, error in failures.items():
+        print(f"{name}: {error}")
+    if gpu_reason:
+        print(f"gpu: {gpu_reason[0]}")
+    return 0
+
+
+def _collect(sampler: Sampler, failures: dict[str, str]) -> Sample | None:
+    try:
+        return sampler.collect()
+    except CollectorError as exc:
+        failures[sampler.name] = str(exc)
+        return None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,109 @@
+"""``comet-agent run -- COMMAND``: attach, run the command under watch, report how it ended.
+
+Order matters: the experiment is attached before the command starts (so
+``COMET_EXPERIMENT_KEY`` can be passed down to a comet_ml SDK inside it), the
+static facts and samplers follow the command's pid in a thread of their own
+(so collecting package lists never delays the command's first output), and
+after the command ends the agent takes a last sample, records the exit, and
+flushes within ``[agent] stop_timeout_s``. Comet being unreachable does not
+keep the command from starting: the run is recorded offline instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Callable
+
+from agent import log
+from agent.collect.base import Roots
+from agent.config import Settings
+from agent.daemon import Agent, ChildExit, install_signals
+from agent.errors import UsageError
+from agent.output import OutputStream
+from agent.run import child_env, run_child
+
+logger = log.get_logger(__name__)
+BEGIN_JOIN_S = 30.0
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the wrapped command; return its exit status (128+N for signal N)."""
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError(
+            "give the command to run after --, e.g. comet-agent run -- python train.py"
+        )
+    env = dict(os.environ)
+    if shutil.which(argv[0], path=env.get("PATH")) is None and not os.path.exists(argv[0]):
+        # As a shell would, and before an experiment is created for nothing.
+        print(f"comet-agent: {argv[0]}: command not found", file=sys.stderr)
+        return 127
+    agent = Agent(settings, command=argv, fallback_offline=True, private_state=True, out=sys.stderr)
+    attachment = agent.open()
+    where = f" {attachment.link}" if attachment.link else ""
+    mode = "recording offline" if attachment.offline else "experiment"
+    print(f"comet-agent: {mode} {attachment.experiment_key}{where}", file=sys.stderr, flush=True)
+    stream = None
+    if agent.settings.capture_output:
+        s = agent.settings
+        stream = OutputStream(
+            agent.put,
+            attachment.experiment_key,
+            batch_lines=s.batch_lines,
+            max_line_bytes=s.max_line_bytes,
+            flush_interval_s=s.flush_interval_s,
+            context=agent.identity.context,
+        )
+        agent.output = stream
+    begins: list[threading.Thread] = []
+
+    def on_start(pid: int) -> None:
+        begin = threading.Thread(target=_begin, args=(agent, pid), name="agent-begin", daemon=True)
+        begins.append(begin)
+        begin.start()
+
+    on_output = (lambda chunk, is_err: stream.feed(chunk, stderr=is_err)) if stream else None
+    result = run_child(
+        argv,
+        env=child_env(env, agent.settings, attachment.experiment_key),
+        use_pty=bool(args.pty),
+        on_output=on_output,
+        on_start=on_start,
+        oom_kill_count=_oom_counter(),
+    )
+    install_signals(agent)  # from here on, a signal hurries the flush; a second one ends it
+    for begin in begins:
+        begin.join(BEGIN_JOIN_S)
+    child = ChildExit(
+        result.exit_code, result.signal, result.wall_s, result.oom_killed, result.error
+    )
+    logger.info(
+        "run.exited",
+        exit_code=result.exit_code,
+        signal=result.signal,
+        wall_s=round(result.wall_s, 3),
+        oom_killed=result.oom_killed,
+    )
+    agent.stop(child=child)
+    return result.exit_code
+
+
+def _begin(agent: Agent, pid: int) -> None:
+    try:
+        agent.begin(pid=pid)
+    except Exception:  # a thread of its own: log it here, the command runs on regardless
+        logger.exception("agent.begin_failed")
+
+
+def _oom_counter() -> Callable[[], int | None]:
+    from agent.collect import cgroup
+
+    roots = Roots()
+    pid = os.getpid()  # the command starts in the wrapper's cgroup
+    return lambda: cgroup.oom_kill_count(roots, pid)
