@@ -1,0 +1,123 @@
+"""The outbox's SQLite file: created private, opened in WAL mode, its errors made readable.
+
+Everything here turns ``OSError`` and ``sqlite3.Error`` into ``OutboxError``
+(or ``CorruptOutbox``) with one line that names the file and the fix; the
+queue logic lives in ``agent.outbox``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import NoReturn
+
+from agent.errors import OutboxError
+
+READY, LEASED, DEAD = 0, 1, 2
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order, never reused
+    endpoint TEXT NOT NULL,
+    experiment_key TEXT NOT NULL,
+    body BLOB NOT NULL,                    -- compact JSON, exactly as the collector stamped it
+    attachment BLOB,
+    created_ms INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,      -- 0 ready, 1 leased, 2 dead letter
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_state ON messages (state, id);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class CorruptOutbox(OutboxError):
+    """The outbox file is not a usable SQLite database; ``recover=True`` moves it aside."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Create (0700 directory, 0600 file) or open the outbox and release stale leases."""
+    directory = path.parent
+    try:
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700, parents=True)
+            directory.chmod(0o700)  # mkdir's mode is filtered by the umask
+        # Create the file ourselves so it is 0600 from the first byte; SQLite creates -wal
+        # and -shm with the permissions of the database file.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
+    except OSError as exc:
+        raise OutboxError(
+            f"cannot create the outbox {path}: {exc.strerror or exc}; make {directory} "
+            "writable by this user or set [agent] state_directory"
+        ) from None
+    # check_same_thread=False: one connection serves every thread, behind the Outbox's lock.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA journal_size_limit = 67108864")  # WAL back to 64 MiB after a burst
+        conn.executescript(SCHEMA)
+        # Leases of a process that died: those messages were never acked, so send them again.
+        conn.execute("UPDATE messages SET state = ? WHERE state = ?", (READY, LEASED))
+    except sqlite3.Error as exc:
+        conn.close()
+        fail(path, exc, "open")
+    return conn
+
+
+def fail(path: Path, exc: sqlite3.Error, action: str) -> NoReturn:
+    """Raise the OutboxError (CorruptOutbox for a damaged file) that explains `exc`."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc)
+    where = path.parent
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        raise CorruptOutbox(
+            f"outbox {path} is corrupt ({text}); stop the agent and move it aside, or start it "
+            f"with outbox recovery, which renames it {path.name}.corrupt-<time> and starts empty"
+        ) from None
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        message = (
+            f"cannot {action} the outbox {path} ({text}): the disk is full, a file-size limit "
+            f"was hit or the disk is failing; free space under {where} or lower [outbox] max_bytes"
+        )
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        message = f"outbox {path} is locked; stop the other comet-agent that uses {where}"
+    elif name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")):
+        message = (
+            f"cannot {action} the outbox {path} ({text}); make {where} and its files writable "
+            "by this user or set [agent] state_directory"
+        )
+    else:
+        message = f"outbox {path}: {action} failed ({text}); check the file and its filesystem"
+    raise OutboxError(message) from None
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (it does on SQLITE_FULL, I/O)."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def move_aside(path: Path, at_ms: int) -> Path:
+    """Rename a corrupt outbox (and its -wal, -shm) to ``<name>.corrupt-<time>``; return it."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at_ms / 1000))
+    try:
+        for suffix in ("-wal", "-shm", ""):
+            src = path.with_name(path.name + suffix)
+            if src.exists():
+                src.rename(path.with_name(f"{path.name}{suffix}.corrupt-{stamp}"))
+    except OSError as exc:
+        raise OutboxError(
+            f"cannot move the corrupt outbox {path} aside: {exc.strerror or exc}; "
+            "move or delete it by hand"
+        ) from None
+    return path.with_name(f"{path.name}.corrupt-{stamp}")

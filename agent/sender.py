@@ -1,0 +1,434 @@
+"""Sender: the one thread that drains the outbox into a sink, oldest first.
+
+Each turn leases the oldest ready messages, merges runs of a ``MERGEABLE``
+endpoint with equal ``merge_key()`` into one request (up to ``batch_items``
+list items, each item untouched: nothing is re-stamped) and sends the rest one
+request each. What happens to a request that fails depends on the error:
+
+* retryable (5xx, 408/409, undecodable answer): that endpoint backs off
+  (jittered, capped exponential, or exactly what ``Retry-After`` asked); other
+  endpoints keep flowing.
+* ``TransportError`` (no answer at all): everything backs off; the network is shared.
+* ``ThrottledError`` (429): a throttle *incident* for that endpoint (SPEC.md §4.2)
+  until ``Retry-After-Custom`` + 0.5 s or ``Retry-After`` (60 s without either);
+  ``status().throttled_ever`` tells the daemon to send mark-not-throttled at the end.
+* ``AuthError`` (401/403): all sending pauses for ``backoff.wait_max``, logged
+  once with the fix; nothing is dropped, as the key may be rotated back.
+* anything else from Comet (other 4xx, 501/505) or a message the client cannot
+  build: a merged batch is split and re-sent message by message, then each
+  message still refused becomes a dead letter (kept, counted, logged at ERROR).
+
+The sender waits on events, never sleeps: ``wake()`` (a put happened) ends an
+idle wait, ``stop()`` every wait. A batch cut short by ``stop()`` goes back to
+the outbox untried with ``release()``. Delivery is at least once: a crash
+between a 200 and the ack sends that request again after a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from random import Random
+
+from agent.backoff import Backoff
+from agent.errors import (
+    AgentError,
+    ApiError,
+    AuthError,
+    OutboxError,
+    ThrottledError,
+    TransportError,
+)
+from agent.log import RateLimiter, get_logger
+from agent.message import MERGEABLE, merge, now_ms
+from agent.outbox import Outbox, Stored
+from agent.sinks.base import Sink
+
+log = get_logger(__name__)
+
+ALL = "*"  # the gate of every endpoint: transport errors and auth pauses
+THROTTLE_DEFAULT_S = 60.0  # SPEC §4.2: a 429 without Retry-After-Custom parks the type 60 s
+IDLE_WAIT_S = 1.0  # longest idle wait, so a stop_event set from outside is seen within a second
+
+
+@dataclass(frozen=True)
+class SenderStatus:
+    """What the sender has done and why it is waiting, for ``status`` and the daemon."""
+
+    last_success_ms: int | None
+    last_error: str | None
+    last_error_ms: int | None
+    paused_auth: bool
+    throttled: dict[str, int] = field(default_factory=dict)  # endpoint → until (ms)
+    throttled_ever: bool = False
+    sent_total: int = 0
+    requests_total: int = 0
+
+
+@dataclass
+class _Gate:
+    """When an endpoint (or ALL) may send again, and how many failures in a row led there."""
+
+    until_ms: int = 0
+    failures: int = 0
+
+
+class Sender:
+    """Drain an outbox into a sink on a daemon thread; see the module docstring."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sink: Sink,
+        *,
+        backoff: Backoff | None = None,
+        batch_items: int = 1000,
+        lease_limit: int = 1000,
+        rand: Random | None = None,
+        clock: Callable[[], int] = now_ms,
+        stop_event: threading.Event | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._outbox = outbox
+        self._sink = sink
+        self._backoff = backoff or Backoff()
+        self._batch_items = batch_items
+        self._lease_limit = lease_limit
+        self._rand = rand or Random()  # noqa: S311 (jitter, not a secret)
+        self._clock = clock
+        self._stop = stop_event or threading.Event()
+        self._limiter = limiter or RateLimiter()
+        self._wake = threading.Event()
+        self._nap = threading.Event()  # never set: flush()'s waits when the thread is gone
+        self._inline = False  # flush() is draining in the caller's thread
+        self._progress = threading.Condition()
+        self._lock = threading.Lock()  # guards what status() reads
+        self._gates: dict[str, _Gate] = {}
+        self._throttled: dict[str, int] = {}
+        self._throttled_ever = False
+        self._paused_auth = False
+        self._last_success_ms: int | None = None
+        self._last_error: str | None = None
+        self._last_error_ms: int | None = None
+        self._sent_total = 0
+        self._requests_total = 0
+        self._thread: threading.Thread | None = None
+
+    # -- control ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sender thread."""
+        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Say that a put happened: end an idle wait (a back-off wait is not cut short)."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop the thread after the request in flight; return whether it ended in time."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Send until nothing is waiting or `timeout_s` passed; return True if the outbox drained.
+
+        Runs in the caller's thread when the sender thread is not running (or
+        its stop_event is already set), so the daemon can flush after a signal.
+        """
+        deadline_ms = self._clock() + int(timeout_s * 1000)
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._stop.is_set():
+            if thread is not None:
+                thread.join(max(0.0, timeout_s))
+                if thread.is_alive():  # still inside a request: two drainers would double-send
+                    return False
+            return self._flush_inline(deadline_ms)
+        self.wake()
+        with self._progress:
+            while self._outbox.pending():
+                left_ms = deadline_ms - self._clock()
+                if left_ms <= 0 or self._paused_auth or not thread.is_alive():
+                    return False
+                self._progress.wait(min(0.1, left_ms / 1000))
+        return True
+
+    def _flush_inline(self, deadline_ms: int) -> bool:
+        self._inline = True
+        try:
+            while self._outbox.pending():
+                if self._clock() >= deadline_ms or self._paused_auth:
+                    return False
+                self._turn(deadline_ms)
+            return True
+        finally:
+            self._inline = False
+
+    def status(self) -> SenderStatus:
+        """Return a snapshot of the sender's counters and waits."""
+        now = self._clock()
+        with self._lock:
+            return SenderStatus(
+                last_success_ms=self._last_success_ms,
+                last_error=self._last_error,
+                last_error_ms=self._last_error_ms,
+                paused_auth=self._paused_auth,
+                throttled={ep: t for ep, t in self._throttled.items() if t > now},
+                throttled_ever=self._throttled_ever,
+                sent_total=self._sent_total,
+                requests_total=self._requests_total,
+            )
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._turn(None)
+            except OutboxError as exc:
+                self._note_error(str(exc))
+                if (repeats := self._limiter.check("outbox")) is not None:
+                    log.error("sender.outbox_failed", error=str(exc), repeats=repeats)
+                self._stop.wait(self._backoff.wait_max)
+            with self._progress:
+                self._progress.notify_all()
+
+    def _turn(self, deadline_ms: int | None) -> None:
+        """Send one leased batch, or wait until something may be sent."""
+        self._wake.clear()
+        now = self._clock()
+        every = self._gates.get(ALL)
+        if every is not None and every.until_ms > now:
+            self._wait(every.until_ms, deadline_ms, wakeable=False)
+            return
+        closed = self._closed(now)
+        batch = self._outbox.lease(self._lease_limit, exclude=closed)
+        if batch:
+            self._deliver(batch)
+            return
+        moments = [self._reopens_ms(ep) for ep in closed]
+        next_ms = self._outbox.next_ready_ms(exclude=closed)
+        if next_ms is not None:
+            moments.append(next_ms)
+        self._wait(min(moments) if moments else None, deadline_ms, wakeable=True)
+
+    def _closed(self, now: int) -> set[str]:
+        """Return the endpoints that are backing off or throttled now; forget ended incidents."""
+        with self._lock:
+            for ep in [ep for ep, until in self._throttled.items() if until <= now]:
+                del self._throttled[ep]
+                log.info("outbox.throttle_ended", endpoint=ep)
+        closed = {ep for ep, gate in self._gates.items() if gate.until_ms > now and ep != ALL}
+        return closed | set(self._throttled)
+
+    def _reopens_ms(self, endpoint: str) -> int:
+        gate = self._gates.get(endpoint)
+        return max(gate.until_ms if gate else 0, self._throttled.get(endpoint, 0))
+
+    def _wait(self, until_ms: int | None, deadline_ms: int | None, *, wakeable: bool) -> None:
+        now = self._clock()
+        target = until_ms if until_ms is not None else now + int(IDLE_WAIT_S * 1000)
+        if deadline_ms is not None:
+            target = min(target, deadline_ms)
+        wait_s = max(0, target - now) / 1000
+        if self._inline:
+            self._nap.wait(wait_s)
+        elif wakeable:
+            self._wake.wait(min(wait_s, IDLE_WAIT_S))
+        else:
+            self._stop.wait(wait_s)
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _deliver(self, batch: list[Stored]) -> None:
+        """Send `batch` as merged groups; settle every row (ack, retry, reject or release)."""
+        started = time.monotonic()
+        oldest_ms = min(s.message.created_ms for s in batch)
+        groups = deque(self._group(batch))
+        blocked: set[str] = set()
+        sent = requests = 0
+        recovered = False
+        while groups:
+            group = groups.popleft()
+            endpoint = group[0].message.endpoint
+            if (self._stop.is_set() and not self._inline) or ALL in blocked:
+                self._outbox.release(_ids([group, *groups]))  # untried: no attempt counted
+                break
+            if endpoint in blocked:
+                self._outbox.release(_ids([group]))
+                continue
+            requests += 1
+            try:
+                self._send(group)
+            except ApiError as exc:
+                if not exc.retryable and not isinstance(exc, AuthError) and len(group) > 1:
+                    groups.extendleft([s] for s in reversed(group))  # find the culprit alone
+                    continue
+                blocked |= self._failed(group, exc)
+            except AgentError as exc:  # the client cannot even build it: no path, no key
+                self._reject(group, str(exc))
+            except Exception as exc:  # a sink bug must not kill the thread nor lose the data
+                if self._limiter.check(f"crash:{endpoint}") is not None:
+                    log.exception("sender.crashed", endpoint=endpoint)
+                blocked |= self._defer(group, endpoint, f"{type(exc).__name__}: {exc}", None)
+            else:
+                sent += len(group)
+                recovered |= self._succeeded(group)
+        self._log_pass(sent, requests, oldest_ms, started, recovered)
+
+    def _group(self, batch: list[Stored]) -> list[list[Stored]]:
+        """Group mergeable messages with equal merge keys (in order, up to batch_items items)."""
+        groups: list[list[Stored]] = []
+        open_groups: dict[object, tuple[list[Stored], int]] = {}
+        for stored in batch:
+            msg = stored.message
+            key = msg.merge_key()
+            if key is None:
+                groups.append([stored])
+                continue
+            items = msg.body.get(MERGEABLE[msg.endpoint])
+            count = len(items) if isinstance(items, list) else 0
+            current = open_groups.get(key)
+            if current is not None and current[1] + count <= self._batch_items:
+                current[0].append(stored)
+                open_groups[key] = (current[0], current[1] + count)
+            else:
+                fresh = [stored]
+                groups.append(fresh)
+                open_groups[key] = (fresh, count)
+        return groups
+
+    def _send(self, group: list[Stored]) -> None:
+        first = group[0].message
+        body = merge([s.message for s in group]) if len(group) > 1 else first.body
+        with self._lock:
+            self._requests_total += 1
+        self._sink.send(first.endpoint, first.experiment_key, body, first.attachment)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _succeeded(self, group: list[Stored]) -> bool:
+        """Ack `group`; return whether this ended a failure that had been logged."""
+        endpoint = group[0].message.endpoint
+        self._outbox.ack(_ids([group]))
+        with self._lock:
+            self._sent_total += len(group)
+            self._last_success_ms = self._clock()
+            self._gates.pop(endpoint, None)
+            self._gates.pop(ALL, None)
+            was_paused, self._paused_auth = self._paused_auth, False
+        if was_paused:
+            self._limiter.reset("auth")
+            log.info("sender.auth_recovered")
+        recovered = self._limiter.reset(f"deferred:{endpoint}") | self._limiter.reset(
+            f"deferred:{ALL}"
+        )
+        return recovered or was_paused
+
+    def _failed(self, group: list[Stored], exc: ApiError) -> set[str]:
+        """Settle a group Comet did not take; return what is blocked for the rest of the pass."""
+        endpoint = group[0].message.endpoint
+        error = str(exc)
+        if isinstance(exc, AuthError):
+            return self._pause_auth(group, error)
+        if isinstance(exc, ThrottledError):
+            return self._throttle(group, endpoint, error, exc.retry_after_s)
+        if not exc.retryable:
+            self._reject(group, error)
+            return set()  # nothing blocked: the next message may be fine
+        where = ALL if isinstance(exc, TransportError) else endpoint
+        return self._defer(group, where, error, exc.retry_after_s)
+
+    def _defer(
+        self, group: list[Stored], where: str, error: str, retry_after: float | None
+    ) -> set[str]:
+        with self._lock:
+            gate = self._gates.setdefault(where, _Gate())
+            gate.failures += 1
+            wait_s = self._backoff.delay(gate.failures, retry_after, self._rand)
+            gate.until_ms = self._clock() + int(wait_s * 1000)
+        self._note_error(error)
+        self._outbox.retry_later(_ids([group]), gate.until_ms, error)
+        if (repeats := self._limiter.check(f"deferred:{where}")) is not None:
+            log.warning(
+                "outbox.deferred",
+                endpoint=group[0].message.endpoint,
+                error=error,
+                wait_s=round(wait_s, 2),
+                repeats=repeats,
+            )
+        return {where}
+
+    def _throttle(
+        self, group: list[Stored], endpoint: str, error: str, retry_after: float | None
+    ) -> set[str]:
+        asked = retry_after if retry_after is not None else THROTTLE_DEFAULT_S
+        wait_s = self._backoff.delay(1, asked, self._rand)
+        until_ms = self._clock() + int(wait_s * 1000)
+        with self._lock:
+            self._throttled[endpoint] = until_ms
+            self._throttled_ever = True
+        self._note_error(error)
+        self._outbox.retry_later(_ids([group]), until_ms, error)
+        if (repeats := self._limiter.check(f"throttled:{endpoint}")) is not None:
+            log.warning(
+                "outbox.throttled", endpoint=endpoint, wait_s=round(wait_s, 2), repeats=repeats
+            )
+        return {endpoint}
+
+    def _pause_auth(self, group: list[Stored], error: str) -> set[str]:
+        until_ms = self._clock() + int(self._backoff.wait_max * 1000)
+        with self._lock:
+            self._paused_auth = True
+            self._gates[ALL] = _Gate(until_ms, self._gates.get(ALL, _Gate()).failures + 1)
+        self._note_error(error)
+        self._outbox.retry_later(_ids([group]), until_ms, error)
+        if (repeats := self._limiter.check("auth")) is not None:
+            # Once (then hourly): the fix is in the error text; nothing is dropped meanwhile.
+            log.error(
+                "sender.auth_failed",
+                error=error,
+                retry_in_s=self._backoff.wait_max,
+                repeats=repeats,
+            )
+        return {ALL}
+
+    def _reject(self, group: list[Stored], error: str) -> None:
+        endpoint = group[0].message.endpoint
+        self._note_error(error)
+        self._outbox.reject(_ids([group]), error)
+        if (repeats := self._limiter.check(f"rejected:{endpoint}")) is not None:
+            log.error(
+                "outbox.rejected", endpoint=endpoint, count=len(group), error=error, repeats=repeats
+            )
+
+    def _note_error(self, error: str) -> None:
+        with self._lock:
+            self._last_error = error
+            self._last_error_ms = self._clock()
+
+    def _log_pass(
+        self, sent: int, requests: int, oldest_ms: int, started: float, recovered: bool
+    ) -> None:
+        """The one canonical line per drain pass: INFO when it ended a failure, else DEBUG."""
+        if not requests:
+            return
+        emit = log.info if recovered else log.debug
+        emit(
+            "outbox.sent",
+            count=sent,
+            requests=requests,
+            oldest_age_s=round((self._clock() - oldest_ms) / 1000, 1),
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+
+
+def _ids(groups: Iterable[list[Stored]]) -> list[int]:
+    return [s.id for group in groups for s in group]
