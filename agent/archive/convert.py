@@ -215,20 +215,22 @@ def from_line(kind: str, payload: Mapping[str, object]) -> tuple[str, dict[str, 
             ("executable" if k == "python_exe" else k): payload[k] for k in SYSTEM_DETAILS_KEYS
         }
         return "set-system-details", bodies.system_details(**fields)
-    simple: dict[str, tuple[str, dict[str, object]]] = {
-        "installed_packages": ("set-system-details", {"installedPackages": payload.get(kind)}),
-        "os_packages": ("set-system-details", {"osPackages": payload.get(kind)}),
-        "gpu_static_info": ("set-system-details", {"gpuStaticInfoList": payload.get(kind)}),
-        "system_info": ("set-system-details", {"logAdditionalSystemInfoList": [payload.get(kind)]}),
-        "cloud_details": (
-            "set-cloud-details",
-            {"provider": payload.get("provider"), "metadata": payload.get("cloud_metadata")},
-        ),
-        "log_other": ("log-other", bodies.log_other(str(payload["key"]), payload.get("value"))),
-        "file_name": ("set-file-path", {"filePath": payload.get("file_name")}),
+    details = {
+        "installed_packages": "installedPackages",
+        "os_packages": "osPackages",
+        "gpu_static_info": "gpuStaticInfoList",
     }
-    if kind in simple:
-        return simple[kind]
+    if kind in details:
+        return "set-system-details", {details[kind]: payload.get(kind)}
+    if kind == "system_info":
+        return "set-system-details", {"logAdditionalSystemInfoList": [payload.get(kind)]}
+    if kind == "cloud_details":
+        meta = payload.get("cloud_metadata")
+        return "set-cloud-details", {"provider": payload.get("provider"), "metadata": meta}
+    if kind == "log_other":
+        return "log-other", bodies.log_other(str(payload["key"]), payload.get("value"))
+    if kind == "file_name":
+        return "set-file-path", {"filePath": payload.get("file_name")}
     if kind == "git_metadata":
         git = payload["git_metadata"]
         assert isinstance(git, Mapping)  # noqa: S101 - check_line ran

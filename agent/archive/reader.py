@@ -158,6 +158,18 @@ class Archive:
             self.problems.append(Problem(name, None, f"unreadable: {_reason(exc)}"))
             return None
 
+    def line_count(self, member: str) -> int:
+        """Return how many line ends `member` holds (for progress; damage is not reported)."""
+        count = 0
+        if member in self.names:
+            try:
+                with self._open(member) as fh:
+                    while chunk := fh.read(_CHUNK):
+                        count += chunk.count(b"\n")
+            except _READ_ERRORS:
+                pass
+        return count
+
     def raw_lines(self, member: str = MESSAGES) -> Iterator[tuple[int, bytes]]:
         """Yield (line number, bytes without the newline) for each complete line of `member`.
 
