@@ -114,17 +114,17 @@ def zip_partial(path: Path, *, verify: bool) -> Finalized:
         with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             names = {p.name for p in path.iterdir() if p.is_file()}
             extra = sorted(n for n in names - {EXPERIMENT, MESSAGES, AGENT_LINES} if _member(n))
-            count, last_ms = _copy_lines(
-                path / MESSAGES, zf, MESSAGES, problems, _line_check(set(extra)) if verify else None
-            )
-            stop_ms = experiment.get("stop_time")
+            # experiment.json first: a copy cut short still says whose run it is.
+            stop_ms, last_ms = experiment.get("stop_time"), _tail_timestamp(path / MESSAGES)
             if last_ms is not None and isinstance(stop_ms, int):
                 experiment["stop_time"] = max(stop_ms, last_ms)
             zf.writestr(EXPERIMENT, json.dumps(experiment))
-            if AGENT_LINES in names:
-                _copy_lines(path / AGENT_LINES, zf, AGENT_LINES, problems, _agent_check)
+            check = _line_check(set(extra)) if verify else None
+            count = _copy_lines(path / MESSAGES, zf, MESSAGES, problems, check)
             for extra_name in extra:
                 zf.write(path / extra_name, extra_name)
+            if AGENT_LINES in names:
+                _copy_lines(path / AGENT_LINES, zf, AGENT_LINES, problems, _agent_check)
         fh.flush()
         os.fsync(fh.fileno())
     write_private(marker, name.encode())
@@ -162,34 +162,33 @@ def _read_experiment(path: Path, problems: list[Problem]) -> dict[str, object]:
     )
 
 
-LineCheck = Callable[[bytes], tuple[str | None, int | None]]  # (problem, timestamp_ms)
+LineCheck = Callable[[bytes], str | None]  # what is wrong with a line, or None
 
 
 def _line_check(files: set[str]) -> LineCheck:
-    def check(raw: bytes) -> tuple[str | None, int | None]:
+    def check(raw: bytes) -> str | None:
         try:
             obj = json.loads(raw)
         except ValueError:
-            return "not JSON", None
+            return "not JSON"
         why = check_line(obj)
         if why:
-            return "; ".join(why), None
+            return "; ".join(why)
         payload = obj["payload"]
         if obj["type"] == "file_upload" and payload["file_path"] not in files:
-            return f"names {payload['file_path']!r}, which is not in the archive", None
-        stamp = payload.get("local_timestamp")
-        return None, stamp if isinstance(stamp, int) else None
+            return f"names {payload['file_path']!r}, which is not in the archive"
+        return None
 
     return check
 
 
-def _agent_check(raw: bytes) -> tuple[str | None, int | None]:
+def _agent_check(raw: bytes) -> str | None:
     try:
         obj = json.loads(raw)
     except ValueError:
-        return "not JSON", None
+        return "not JSON"
     ok = isinstance(obj, dict) and isinstance(obj.get("endpoint"), str)
-    return (None if ok and isinstance(obj.get("body"), dict) else "not an agent line"), None
+    return None if ok and isinstance(obj.get("body"), dict) else "not an agent line"
 
 
 def _copy_lines(
@@ -198,9 +197,9 @@ def _copy_lines(
     member: str,
     problems: list[Problem],
     check: LineCheck | None,
-) -> tuple[int, int | None]:
-    """Copy complete (and, with `check`, valid) lines of `src` into `member` of `zf`."""
-    count, number, last_ms = 0, 0, None
+) -> int:
+    """Copy the complete (and, with `check`, valid) lines of `src` into `member`; count them."""
+    count, number = 0, 0
     size = src.stat().st_size if src.exists() else 0
     with zf.open(member, "w", force_zip64=size > (1 << 31)) as out:
         for raw, complete in raw_lines(src):
@@ -211,15 +210,29 @@ def _copy_lines(
                 )
                 break
             if check is not None:
-                why, stamp = check(raw)
+                why = check(raw)
                 if why is not None:
                     problems.append(Problem(member, number, f"dropped: {why}"))
                     continue
-                if stamp is not None:
-                    last_ms = stamp if last_ms is None else max(last_ms, stamp)
             out.write(raw + b"\n")
             count += 1
-    return count, last_ms
+    return count
+
+
+def _tail_timestamp(path: Path) -> int | None:
+    """Return the local_timestamp of the last complete line that has one (the run's last word)."""
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, end - CHUNK))
+        tail = fh.read().split(b"\n")[:-1]  # the part after the last newline is torn or empty
+    for raw in reversed(tail):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            stamp = json.loads(raw)["payload"]["local_timestamp"]
+            if isinstance(stamp, int) and not isinstance(stamp, bool):
+                return stamp
+    return None
 
 
 def _first_timestamp(path: Path) -> int | None:
