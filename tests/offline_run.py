@@ -20,7 +20,8 @@ def patch_zip(text: str = "diff --git a/x b/x\n+hello\n") -> bytes:
     """A git patch the way SPEC §3.5 ships it: a zip holding git_diff.patch."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("git_diff.patch", text)
+        # A fixed date: two calls give the same bytes, whatever second they run in.
+        zf.writestr(zipfile.ZipInfo("git_diff.patch", (2024, 1, 1, 0, 0, 0)), text)
     return buf.getvalue()
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from agent.api import bodies
+from agent.archive import dump_line
 from agent.config import load_settings
 from agent.report import command
 from agent.report_svg import TOP, downsample
 from agent.sinks.offline import OfflineSink
 from tests.helpers import clean_env, run_agent
-from tests.offline_day import EVIL, write_day
+from tests.offline_day import EVIL, metric_line, write_day
 from tests.offline_run import KEY, T0, ticking, typical_messages, write_archive
 
 
@@ -164,3 +165,13 @@ def test_png_is_an_image_when_matplotlib_is_there(tmp_path: Path) -> None:
     archive = write_archive(tmp_path / "offline", typical_messages(samples=3)).path
     image = report(tmp_path, archive, png=True)
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generated_lines_are_the_sinks_encoding() -> None:
+    """The day generator's hand-formatted lines are byte-equal to dump_line's."""
+    line = {
+        "type": "metric_msg",
+        "payload": {"local_timestamp": T0, "message_id": 7, "metric": {
+            "epoch": None, "metricName": "sys.ram.used", "metricValue": 4.5, "step": None}},
+    }  # fmt: skip
+    assert metric_line(7, T0, "sys.ram.used", 4.5) == dump_line(line)

@@ -6,8 +6,10 @@ import argparse
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -20,6 +22,7 @@ from agent.message import MERGEABLE
 from agent.outbox import Outbox
 from agent.progress import Progress
 from agent.replay import Replay
+from agent.sinks.offline import OfflineSink
 from agent.upload import OUTBOX_FILE, command
 from agent.uploader import MARKER, WINDOW_MESSAGES, Uploader
 from tests.fakes.comet_server import CometStandIn
@@ -310,3 +313,68 @@ def test_killed_upload_resumes_without_duplicates(server: CometStandIn, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert received(server) == sent_online(messages)
     assert len(server.received("add-load-metrics")) == samples
+
+
+def test_cli_upload_shows_progress_and_keeps_the_key_secret(
+    server: CometStandIn, tmp_path: Path
+) -> None:
+    """Off a terminal: plain progress lines on stderr, the summary on stdout, no key anywhere."""
+    write_archive(tmp_path / "offline", typical_messages(samples=2))
+    env = clean_env(
+        tmp_path / "home",
+        {
+            "COMET_API_KEY": CANARY_KEY,
+            "COMET_URL_OVERRIDE": server.url,
+            "COMET_OFFLINE_DIRECTORY": str(tmp_path / "offline"),
+            "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
+        },
+    )
+    result = run_agent(["upload"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"uploading {KEY}.zip: 100% (" in result.stderr
+    assert "\r" not in result.stderr
+    assert result.stdout.splitlines()[-1].startswith("1 of 1 experiment(s) uploaded; sent ")
+    assert CANARY_KEY not in result.stdout + result.stderr
+    for path in (tmp_path / "state").iterdir():
+        assert CANARY_KEY.encode() not in path.read_bytes(), path
+    assert CANARY_KEY not in server.all_text()
+
+
+def test_partial_directories_are_finished_first_and_live_ones_skipped(
+    server: CometStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crashed run's directory is zipped and sent; one still being written is left alone."""
+    offline = tmp_path / "offline"
+    crashed = OfflineSink(offline, KEY, workspace="ws", project="p", start_ms=T0)
+    crashed.send("log-other", KEY, {"key": "a", "value": 1}, None)
+    crashed._archive.abandon()  # what kill -9 leaves: the files, no lock
+    live = OfflineSink(offline, "e" * 32, workspace="ws", project="p", start_ms=T0, recover=False)
+    assert command(args_for(), settings_for(server, tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert f"uploaded {KEY}.zip" in out
+    assert f"skipped {offline / ('e' * 32 + '.partial')}: " in out
+    assert "still being written by a running agent" in out
+    assert [without_key(r.body) for r in server.received("log-other")] == [{"key": "a", "value": 1}]
+    live.close()
+
+
+def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Path) -> None:
+    """SPEC §6.4: `comet upload` (comet_ml 3.58.8) sends our archive's metrics and output."""
+    pytest.importorskip(
+        "comet_ml", reason="comet_ml==3.58.8 is not installed (pip install 'comet-agent[sdk]')"
+    )
+    messages = [m for m in typical_messages(samples=2) if m[0] != "upload-git-patch"]
+    archive = write_archive(tmp_path / "offline", messages).path
+    env = clean_env(
+        tmp_path / "home", {"COMET_API_KEY": CANARY_KEY, "COMET_URL_OVERRIDE": server.url}
+    )
+    script = shutil.which("comet", path=os.path.dirname(sys.executable))
+    argv = [script, "upload"] if script else [sys.executable, "-m", "comet_ml.scripts.comet_upload"]
+    result = subprocess.run(
+        [*argv, str(archive)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {item["metricName"] for item in server.metric_items()}
+    assert {"sys.cpu.percent.avg", "sys.gpu.0.gpu_utilization"} <= names
+    assert [line["output"] for line in server.output_lines()][:2] == ["epoch 0 <b>", "warn\n"]
