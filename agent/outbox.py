@@ -81,9 +81,9 @@ class OutboxStats:
     dropped_by_kind: dict[str, int] = field(default_factory=dict)
 
 
-def row_size(msg: Message) -> int:
-    """Return what `msg` counts against the size cap."""
-    body = msg.encoded_body()
+def row_size(msg: Message, body: bytes | None = None) -> int:
+    """Return what `msg` (whose encoded body may be passed in) counts against the size cap."""
+    body = msg.encoded_body() if body is None else body
     extra = len(msg.attachment) if msg.attachment else 0
     return len(body) + extra + len(msg.endpoint) + len(msg.experiment_key) + ROW_OVERHEAD_BYTES
 
@@ -156,7 +156,7 @@ class Outbox:
 
     def put_many(self, msgs: Sequence[Message]) -> list[int]:
         """Store messages in one transaction and return their ids; all or none are stored."""
-        rows = [(msg, msg.encoded_body(), row_size(msg)) for msg in msgs]
+        rows = [(msg, body, row_size(msg, body)) for msg in msgs for body in (msg.encoded_body(),)]
         added = sum(size for _, _, size in rows)
         ids: list[int] = []
         dropped: Counter[str] = Counter()

@@ -33,15 +33,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from random import Random
 
+from agent import errors
 from agent.backoff import Backoff
-from agent.errors import (
-    AgentError,
-    ApiError,
-    AuthError,
-    OutboxError,
-    ThrottledError,
-    TransportError,
-)
+from agent.errors import AgentError, ApiError, AuthError, OutboxError, ThrottledError
+from agent.gates import ALL, Gates
 from agent.log import RateLimiter, get_logger
 from agent.message import MERGEABLE, merge, now_ms
 from agent.outbox import Outbox, Stored
@@ -49,8 +44,6 @@ from agent.sinks.base import Sink
 
 log = get_logger(__name__)
 
-ALL = "*"  # the gate of every endpoint: transport errors and auth pauses
-THROTTLE_DEFAULT_S = 60.0  # SPEC §4.2: a 429 without Retry-After-Custom parks the type 60 s
 IDLE_WAIT_S = 1.0  # longest idle wait, so a stop_event set from outside is seen within a second
 
 
@@ -68,16 +61,14 @@ class SenderStatus:
     requests_total: int = 0
 
 
-@dataclass
-class _Gate:
-    """When an endpoint (or ALL) may send again, and how many failures in a row led there."""
-
-    until_ms: int = 0
-    failures: int = 0
-
-
 class Sender:
-    """Drain an outbox into a sink on a daemon thread; see the module docstring."""
+    """Drain an outbox into a sink on a daemon thread; see the module docstring.
+
+    ``start()`` runs the thread; ``wake()``, ``flush()``, ``stop()`` and
+    ``status()`` may be called from any thread. Setting `stop_event` (or
+    calling ``stop()``) ends the thread within a second, after the request in
+    flight; ``flush()`` still drains afterwards, in the caller's thread.
+    """
 
     def __init__(
         self,
@@ -97,19 +88,15 @@ class Sender:
         self._backoff = backoff or Backoff()
         self._batch_items = batch_items
         self._lease_limit = lease_limit
-        self._rand = rand or Random()  # noqa: S311 (jitter, not a secret)
         self._clock = clock
+        self._gates = Gates(self._backoff, rand or Random(), clock)  # noqa: S311 (jitter)
         self._stop = stop_event or threading.Event()
         self._limiter = limiter or RateLimiter()
         self._wake = threading.Event()
         self._nap = threading.Event()  # never set: flush()'s waits when the thread is gone
         self._inline = False  # flush() is draining in the caller's thread
         self._progress = threading.Condition()
-        self._lock = threading.Lock()  # guards what status() reads
-        self._gates: dict[str, _Gate] = {}
-        self._throttled: dict[str, int] = {}
-        self._throttled_ever = False
-        self._paused_auth = False
+        self._lock = threading.Lock()  # guards the counters status() reads
         self._last_success_ms: int | None = None
         self._last_error: str | None = None
         self._last_error_ms: int | None = None
@@ -143,7 +130,7 @@ class Sender:
         Runs in the caller's thread when the sender thread is not running (or
         its stop_event is already set), so the daemon can flush after a signal.
         """
-        deadline_ms = self._clock() + int(timeout_s * 1000)
+        deadline_ms = self._gates.after(timeout_s)
         thread = self._thread
         if thread is None or not thread.is_alive() or self._stop.is_set():
             if thread is not None:
@@ -155,7 +142,7 @@ class Sender:
         with self._progress:
             while self._outbox.pending():
                 left_ms = deadline_ms - self._clock()
-                if left_ms <= 0 or self._paused_auth or not thread.is_alive():
+                if left_ms <= 0 or self._gates.paused_auth or not thread.is_alive():
                     return False
                 self._progress.wait(min(0.1, left_ms / 1000))
         return True
@@ -164,7 +151,7 @@ class Sender:
         self._inline = True
         try:
             while self._outbox.pending():
-                if self._clock() >= deadline_ms or self._paused_auth:
+                if self._clock() >= deadline_ms or self._gates.paused_auth:
                     return False
                 self._turn(deadline_ms)
             return True
@@ -173,15 +160,14 @@ class Sender:
 
     def status(self) -> SenderStatus:
         """Return a snapshot of the sender's counters and waits."""
-        now = self._clock()
         with self._lock:
             return SenderStatus(
                 last_success_ms=self._last_success_ms,
                 last_error=self._last_error,
                 last_error_ms=self._last_error_ms,
-                paused_auth=self._paused_auth,
-                throttled={ep: t for ep, t in self._throttled.items() if t > now},
-                throttled_ever=self._throttled_ever,
+                paused_auth=self._gates.paused_auth,
+                throttled=self._gates.throttled(),
+                throttled_ever=self._gates.throttled_ever,
                 sent_total=self._sent_total,
                 requests_total=self._requests_total,
             )
@@ -197,40 +183,32 @@ class Sender:
                 if (repeats := self._limiter.check("outbox")) is not None:
                     log.error("sender.outbox_failed", error=str(exc), repeats=repeats)
                 self._stop.wait(self._backoff.wait_max)
+            except Exception:  # a bug: keep the thread (and the data) alive, loudly
+                if self._limiter.check("crash") is not None:
+                    log.exception("sender.crashed")
+                self._stop.wait(self._backoff.wait_max)
             with self._progress:
                 self._progress.notify_all()
 
     def _turn(self, deadline_ms: int | None) -> None:
         """Send one leased batch, or wait until something may be sent."""
         self._wake.clear()
-        now = self._clock()
-        every = self._gates.get(ALL)
-        if every is not None and every.until_ms > now:
-            self._wait(every.until_ms, deadline_ms, wakeable=False)
+        every_until = self._gates.all_closed_until()
+        if every_until is not None:
+            self._wait(every_until, deadline_ms, wakeable=False)
             return
-        closed = self._closed(now)
+        for endpoint in self._gates.ended_incidents():
+            log.info("outbox.throttle_ended", endpoint=endpoint)
+        closed = self._gates.closed()
         batch = self._outbox.lease(self._lease_limit, exclude=closed)
         if batch:
-            self._deliver(batch)
+            self._deliver(batch, deadline_ms)
             return
-        moments = [self._reopens_ms(ep) for ep in closed]
+        moments = [self._gates.reopens_ms(ep) for ep in closed]
         next_ms = self._outbox.next_ready_ms(exclude=closed)
         if next_ms is not None:
             moments.append(next_ms)
         self._wait(min(moments) if moments else None, deadline_ms, wakeable=True)
-
-    def _closed(self, now: int) -> set[str]:
-        """Return the endpoints that are backing off or throttled now; forget ended incidents."""
-        with self._lock:
-            for ep in [ep for ep, until in self._throttled.items() if until <= now]:
-                del self._throttled[ep]
-                log.info("outbox.throttle_ended", endpoint=ep)
-        closed = {ep for ep, gate in self._gates.items() if gate.until_ms > now and ep != ALL}
-        return closed | set(self._throttled)
-
-    def _reopens_ms(self, endpoint: str) -> int:
-        gate = self._gates.get(endpoint)
-        return max(gate.until_ms if gate else 0, self._throttled.get(endpoint, 0))
 
     def _wait(self, until_ms: int | None, deadline_ms: int | None, *, wakeable: bool) -> None:
         now = self._clock()
@@ -247,7 +225,7 @@ class Sender:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _deliver(self, batch: list[Stored]) -> None:
+    def _deliver(self, batch: list[Stored], deadline_ms: int | None) -> None:
         """Send `batch` as merged groups; settle every row (ack, retry, reject or release)."""
         started = time.monotonic()
         oldest_ms = min(s.message.created_ms for s in batch)
@@ -258,7 +236,7 @@ class Sender:
         while groups:
             group = groups.popleft()
             endpoint = group[0].message.endpoint
-            if (self._stop.is_set() and not self._inline) or ALL in blocked:
+            if self._cut_short(deadline_ms) or ALL in blocked:
                 self._outbox.release(_ids([group, *groups]))  # untried: no attempt counted
                 break
             if endpoint in blocked:
@@ -282,6 +260,11 @@ class Sender:
                 sent += len(group)
                 recovered |= self._succeeded(group)
         self._log_pass(sent, requests, oldest_ms, started, recovered)
+
+    def _cut_short(self, deadline_ms: int | None) -> bool:
+        if deadline_ms is not None and self._clock() >= deadline_ms:
+            return True  # flush()'s deadline: what is left stays for the next start
+        return self._stop.is_set() and not self._inline
 
     def _group(self, batch: list[Stored]) -> list[list[Stored]]:
         """Group mergeable messages with equal merge keys (in order, up to batch_items items)."""
@@ -321,41 +304,55 @@ class Sender:
         with self._lock:
             self._sent_total += len(group)
             self._last_success_ms = self._clock()
-            self._gates.pop(endpoint, None)
-            self._gates.pop(ALL, None)
-            was_paused, self._paused_auth = self._paused_auth, False
+        was_paused = self._gates.succeeded(endpoint)
         if was_paused:
             self._limiter.reset("auth")
             log.info("sender.auth_recovered")
-        recovered = self._limiter.reset(f"deferred:{endpoint}") | self._limiter.reset(
-            f"deferred:{ALL}"
-        )
-        return recovered or was_paused
+        ended = [self._limiter.reset(f"deferred:{where}") for where in (endpoint, ALL)]
+        return any(ended) or was_paused
 
     def _failed(self, group: list[Stored], exc: ApiError) -> set[str]:
         """Settle a group Comet did not take; return what is blocked for the rest of the pass."""
         endpoint = group[0].message.endpoint
         error = str(exc)
-        if isinstance(exc, AuthError):
-            return self._pause_auth(group, error)
-        if isinstance(exc, ThrottledError):
-            return self._throttle(group, endpoint, error, exc.retry_after_s)
-        if not exc.retryable:
+        if not exc.retryable and not isinstance(exc, AuthError):
             self._reject(group, error)
             return set()  # nothing blocked: the next message may be fine
-        where = ALL if isinstance(exc, TransportError) else endpoint
-        return self._defer(group, where, error, exc.retry_after_s)
+        self._note_error(error)
+        ids = _ids([group])
+        if isinstance(exc, AuthError):
+            self._outbox.retry_later(ids, self._gates.pause_auth(), error)
+            if (repeats := self._limiter.check("auth")) is not None:
+                # Once (then hourly): the fix is in the error text; nothing is dropped meanwhile.
+                log.error(
+                    "sender.auth_failed",
+                    error=error,
+                    retry_in_s=self._backoff.wait_max,
+                    repeats=repeats,
+                )
+            return {ALL}
+        if isinstance(exc, ThrottledError):
+            until_ms, wait_s = self._gates.throttle(endpoint, exc.retry_after_s)
+            self._outbox.retry_later(ids, until_ms, error)
+            if (repeats := self._limiter.check(f"throttled:{endpoint}")) is not None:
+                log.warning(
+                    "outbox.throttled", endpoint=endpoint, wait_s=round(wait_s, 2), repeats=repeats
+                )
+            return {endpoint}
+        return self._defer(
+            group,
+            ALL if isinstance(exc, errors.TransportError) else endpoint,
+            error,
+            exc.retry_after_s,
+        )
 
     def _defer(
-        self, group: list[Stored], where: str, error: str, retry_after: float | None
+        self, group: list[Stored], where: str, error: str, retry_after_s: float | None
     ) -> set[str]:
-        with self._lock:
-            gate = self._gates.setdefault(where, _Gate())
-            gate.failures += 1
-            wait_s = self._backoff.delay(gate.failures, retry_after, self._rand)
-            gate.until_ms = self._clock() + int(wait_s * 1000)
+        """Back off `where` (an endpoint, or ALL for the network) and put `group` back."""
         self._note_error(error)
-        self._outbox.retry_later(_ids([group]), gate.until_ms, error)
+        until_ms, wait_s = self._gates.defer(where, retry_after_s)
+        self._outbox.retry_later(_ids([group]), until_ms, error)
         if (repeats := self._limiter.check(f"deferred:{where}")) is not None:
             log.warning(
                 "outbox.deferred",
@@ -365,40 +362,6 @@ class Sender:
                 repeats=repeats,
             )
         return {where}
-
-    def _throttle(
-        self, group: list[Stored], endpoint: str, error: str, retry_after: float | None
-    ) -> set[str]:
-        asked = retry_after if retry_after is not None else THROTTLE_DEFAULT_S
-        wait_s = self._backoff.delay(1, asked, self._rand)
-        until_ms = self._clock() + int(wait_s * 1000)
-        with self._lock:
-            self._throttled[endpoint] = until_ms
-            self._throttled_ever = True
-        self._note_error(error)
-        self._outbox.retry_later(_ids([group]), until_ms, error)
-        if (repeats := self._limiter.check(f"throttled:{endpoint}")) is not None:
-            log.warning(
-                "outbox.throttled", endpoint=endpoint, wait_s=round(wait_s, 2), repeats=repeats
-            )
-        return {endpoint}
-
-    def _pause_auth(self, group: list[Stored], error: str) -> set[str]:
-        until_ms = self._clock() + int(self._backoff.wait_max * 1000)
-        with self._lock:
-            self._paused_auth = True
-            self._gates[ALL] = _Gate(until_ms, self._gates.get(ALL, _Gate()).failures + 1)
-        self._note_error(error)
-        self._outbox.retry_later(_ids([group]), until_ms, error)
-        if (repeats := self._limiter.check("auth")) is not None:
-            # Once (then hourly): the fix is in the error text; nothing is dropped meanwhile.
-            log.error(
-                "sender.auth_failed",
-                error=error,
-                retry_in_s=self._backoff.wait_max,
-                repeats=repeats,
-            )
-        return {ALL}
 
     def _reject(self, group: list[Stored], error: str) -> None:
         endpoint = group[0].message.endpoint
