@@ -165,6 +165,16 @@ class Uploader:
         if state.get("size") != size:
             state = {"size": size, "done": 0}
         with read_archive(path) as archive:
+            # getOrCreateEnabled would attach a second upload to the first: refuse it instead.
+            done_key = f"uploaded:{archive.offline_id}:{path.name}:{size}"
+            earlier = self._load(done_key)
+            if earlier:
+                outcome.key = archive.offline_id
+                outcome.skipped = (
+                    f"already uploaded as {earlier.get('url') or earlier.get('key')}; sending it "
+                    "again would duplicate its data (rename the file to force that)"
+                )
+                return
             key = state.get("key") or archive.offline_id
             if not KEY_RE.match(key):  # the SDK makes a new key too (SPEC §6.2)
                 key = uuid.uuid4().hex
@@ -200,6 +210,7 @@ class Uploader:
                 },
                 key,
             )
+        self._save(done_key, {"key": key, "url": outcome.url, "at_ms": now_ms()})
         outcome.moved_to = _move_uploaded(path)
         self._save(state_key, None)
 

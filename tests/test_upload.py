@@ -378,3 +378,17 @@ def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Pa
     names = {item["metricName"] for item in server.metric_items()}
     assert {"sys.cpu.percent.avg", "sys.gpu.0.gpu_utilization"} <= names
     assert [line["output"] for line in server.output_lines()][:2] == ["epoch 0 <b>", "warn\n"]
+
+
+def test_an_uploaded_archive_is_not_sent_twice(
+    server: CometStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Uploading the moved archive again is skipped: attaching would duplicate its data."""
+    write_archive(tmp_path / "offline", typical_messages(samples=1))
+    settings = settings_for(server, tmp_path)
+    assert command(args_for(), settings) == 0
+    sent = server.count()
+    moved = tmp_path / "offline" / "uploaded" / f"{KEY}.zip"
+    assert command(args_for(moved), settings) == 0
+    assert server.count() == sent
+    assert f"skipped {moved}: already uploaded as http://127.0.0.1:" in capsys.readouterr().out
