@@ -1,0 +1,275 @@
+"""comet-agent report: one run as a self-contained HTML page (or, with --png, an image).
+
+The source is an offline archive (a zip, or the partial directory of a run
+still going or cut short); with no PATH, the newest one in the offline
+directory (or its ``uploaded/`` folder). A state directory is not a source:
+its outbox only holds what has not been sent yet, never the whole run.
+
+The page needs no network: inline CSS, inline SVG charts drawn here
+(``agent.report_svg``), no script. It shows CPU (per core when known, else
+the average), RAM, load and each GPU's utilisation, memory, power and
+temperature over time; the static facts as tables; and the last 200 lines of
+output, HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import importlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent import __version__
+from agent.archive import find_archives
+from agent.archive.format import PARTIAL_SUFFIX
+from agent.config import Settings
+from agent.errors import UsageError
+from agent.report_data import RunData, Series, load
+from agent.report_style import CSS
+from agent.report_svg import Line, chart, elapsed
+
+GIB = float(1 << 30)
+_GPU = re.compile(r"^sys\.gpu\.(\d+)\.")
+PNG_HINT = "--png needs matplotlib: pip install 'comet-agent[png]'"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One chart: its title, unit, lines, and a fixed top of the scale (percent: 100)."""
+
+    title: str
+    unit: str
+    lines: list[Line]
+    y_max: float | None = None
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``comet-agent report [PATH] [-o FILE] [--png]``."""
+    source = _source(Path(args.path).expanduser() if args.path else None, settings)
+    output = Path(args.output or ("report.png" if args.png else "report.html")).expanduser()
+    if args.png:
+        try:
+            importlib.import_module("matplotlib")
+        except ImportError:
+            raise UsageError(PNG_HINT) from None
+    data = load(source)
+    if args.png:
+        from agent.report_png import render_png
+
+        render_png(data, panels(data), output)
+    else:
+        output.write_text(render_html(data), encoding="utf-8")
+    size_kb = output.stat().st_size / 1024
+    print(f"report of {source} written to {output} ({size_kb:,.0f} KB)")
+    return 0
+
+
+def _source(path: Path | None, settings: Settings) -> Path:
+    if path is not None and not path.exists():
+        raise UsageError(f"no such archive: {path}; give a .zip or a .partial directory")
+    if path is not None and (path.is_file() or path.name.endswith(PARTIAL_SUFFIX)):
+        return path
+    folder = path if path is not None else settings.offline_directory
+    found = find_archives(folder) + find_archives(folder / "uploaded")
+    if not found:
+        raise UsageError(
+            f"{folder} holds no offline archive; give a .zip or .partial path "
+            "(report reads archives: a state directory's outbox holds only what is unsent)"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def _line(label: str, series: Series, scale: float = 1.0) -> Line:
+    values = series.values if scale == 1.0 else [v / scale for v in series.values]
+    return Line(label, series.times, values)
+
+
+def panels(data: RunData) -> list[Panel]:
+    """Return the charts this run has data for, system first, then GPUs."""
+    out: list[Panel] = []
+    cores = sorted(
+        (n for n in data.series if n.removeprefix("sys.cpu.percent.").isdigit()),
+        key=lambda n: int(n.rsplit(".", 1)[1]),
+    )
+    cpu = [_line(f"core {int(n.rsplit('.', 1)[1])}", data.series[n]) for n in cores]
+    if avg := data.get("sys.cpu.percent.avg"):
+        cpu.insert(0, _line("average", avg))
+    if cpu:
+        out.append(Panel("CPU utilisation", "%", cpu, 100.0))
+    ram = [_line(label, s, GIB) for label, name in (("used", "sys.ram.used"),
+           ("total", "sys.ram.total")) if (s := data.get(name))]  # fmt: skip
+    if ram:
+        out.append(Panel("RAM", "GiB", ram))
+    if load_avg := data.get("sys.load.avg"):
+        out.append(Panel("Load average (1 min)", "load", [_line("load", load_avg)]))
+    gpus = sorted({int(m[1]) for n in data.series if (m := _GPU.match(n))})
+    for title, field, unit, scale, top in (
+        ("GPU utilisation", "gpu_utilization", "%", 1.0, 100.0),
+        ("GPU memory used", "used_memory", "GiB", GIB, _gpu_memory_gib(data, gpus)),
+        ("GPU power", "power_usage", "W", 1000.0, None),
+        ("GPU temperature", "temperature", "°C", 1.0, None),
+    ):
+        lines = [_line(f"GPU {i}", s, scale) for i in gpus
+                 if (s := data.get(f"sys.gpu.{i}.{field}"))]  # fmt: skip
+        if lines:
+            out.append(Panel(title, unit, lines, top))
+    return out
+
+
+def _gpu_memory_gib(data: RunData, gpus: list[int]) -> float | None:
+    """The largest GPU's memory, so the chart shows how full the GPUs were."""
+    totals = [max(s.values) for i in gpus if (s := data.get(f"sys.gpu.{i}.total_memory"))]
+    static = data.facts.get("gpu_static_info", {}).get("gpu_static_info")
+    for gpu in static if isinstance(static, list) else []:
+        if isinstance(gpu, dict) and isinstance(gpu.get("total_memory"), int):
+            totals.append(float(gpu["total_memory"]))
+    return max(totals) / GIB if totals else None
+
+
+def _time_span(data: RunData) -> tuple[int, int]:
+    stamps = [t for s in data.series.values() for t in (s.times[:1] + s.times[-1:])]
+    start, stop = data.experiment.get("start_time"), data.experiment.get("stop_time")
+    if isinstance(start, int):
+        stamps.append(start)
+    if isinstance(stop, int):
+        stamps.append(stop)
+    return (min(stamps), max(stamps)) if stamps else (0, 1)
+
+
+def _utc(ms: object) -> str:
+    if not isinstance(ms, int):
+        return "unknown"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _table(rows: Sequence[tuple[str, object]]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_text(v))}</td></tr>"
+        for k, v in rows
+        if v not in (None, "", [])
+    )
+    return f"<table>{cells}</table>" if cells else ""
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _facts(data: RunData, t0: int, t1: int) -> str:
+    e, f = data.experiment, data.facts
+    sd, cloud = f.get("system_details", {}), f.get("cloud_details", {})
+    git = _dict(f.get("git_metadata", {}).get("git_metadata"))
+    parts = ["<h2>Run</h2>", _table([
+        ("Experiment key", data.key), ("Workspace", e.get("workspace")),
+        ("Project", e.get("project_name")), ("Start", _utc(e.get("start_time"))),
+        ("Stop", _utc(e.get("stop_time"))), ("Duration", elapsed(t1 - t0)),
+        ("Script", f.get("file_name", {}).get("file_name")),
+        ("Archive", str(data.path)),
+    ])]  # fmt: skip
+    parts += ["<h2>Machine</h2>", _table([
+        ("Host", sd.get("hostname")), ("User", sd.get("user")), ("OS", sd.get("os")),
+        ("Kernel", sd.get("os_release")), ("Architecture", sd.get("machine")),
+        ("Processor", sd.get("processor")), ("IP", sd.get("ip")), ("PID", sd.get("pid")),
+        ("Command", sd.get("command")), ("Python", sd.get("python_version_verbose")),
+        ("Python executable", sd.get("python_exe")), ("Cloud", cloud.get("provider")),
+        *sorted(data.system_info.items()),
+    ])]  # fmt: skip
+    gpus = f.get("gpu_static_info", {}).get("gpu_static_info")
+    if isinstance(gpus, list) and gpus:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(g.get('gpu_index')))}</td>"
+            f"<td>{html.escape(str(g.get('name')))}</td><td>{html.escape(str(g.get('uuid')))}</td>"
+            f"<td>{_num(g.get('total_memory'), GIB, 'GiB')}</td>"
+            f"<td>{_num(g.get('power_limit'), 1000, 'W')}</td></tr>"
+            for g in gpus
+            if isinstance(g, dict)
+        )
+        parts.append("<h2>GPUs</h2><table class='grid'><tr><th>#</th><th>Name</th><th>UUID</th>"
+                     f"<th>Memory</th><th>Power limit</th></tr>{rows}</table>")  # fmt: skip
+    if git:
+        parts += ["<h2>Git</h2>", _table([
+            ("Branch", git.get("branch")), ("Commit", git.get("parent")),
+            ("Root commit", git.get("root")), ("Origin", git.get("origin")),
+            ("Author", git.get("user")),
+        ])]  # fmt: skip
+    parts.append(_packages(data))
+    if data.log_other:
+        parts += ["<h2>Other</h2>", _table(sorted(data.log_other.items()))]
+    return "".join(parts)
+
+
+def _dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: object, scale: float, unit: str) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value / scale:,.1f} {unit}"
+
+
+def _packages(data: RunData) -> str:
+    out = []
+    for kind, title in (("installed_packages", "Python packages"), ("os_packages", "OS packages")):
+        names = data.facts.get(kind, {}).get(kind)
+        if isinstance(names, list) and names:
+            items = "".join(f"<li>{html.escape(str(n))}</li>" for n in names)
+            out.append(f"<details><summary>{title}: {len(names):,}</summary>"
+                       f"<ul class='pkgs'>{items}</ul></details>")  # fmt: skip
+    return "".join(out)
+
+
+def _output(data: RunData) -> str:
+    if not data.output:
+        return "<p class='muted'>No output was recorded.</p>"
+    rows = "\n".join(
+        f"<span class='err'>{html.escape(line.text)}</span>" if line.stderr
+        else html.escape(line.text)
+        for line in data.output
+    )  # fmt: skip
+    return f"<div class='tail'><pre>{rows}</pre></div>"
+
+
+def render_html(data: RunData) -> str:
+    """Return the whole page."""
+    t0, t1 = _time_span(data)
+    charts = (
+        "".join(
+            chart(p.title, p.lines, unit=p.unit, t0=t0, t1=t1, y_max=p.y_max) for p in panels(data)
+        )
+        or "<p class='muted'>No system metrics in this archive.</p>"
+    )
+    problems = ""
+    if data.problems:
+        items = "".join(f"<li>{html.escape(str(p))}</li>" for p in data.problems[:50])
+        more = len(data.problems) - 50
+        items += f"<li>… and {more} more</li>" if more > 0 else ""
+        problems = f"<section class='problems'><h2>Damage found</h2><ul>{items}</ul></section>"
+    where = " / ".join(str(x) for x in (data.experiment.get("workspace"),
+                       data.experiment.get("project_name")) if x)  # fmt: skip
+    title = f"comet-agent report: {data.key}"
+    shown = len(data.output)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{CSS}</style></head>
+<body><main>
+<header><h1>Run {html.escape(data.key)}</h1>
+<p class="sub">{html.escape(where or "no workspace or project")} · started {_utc(t0)} ·
+{elapsed(t1 - t0)} · {data.lines:,} archive lines</p></header>
+{problems}
+<section id="charts"><h2>Over time</h2><p class="muted">Time since the start of the run;
+each chart keeps every spike (per interval the lowest and highest point).</p>
+{charts}</section>
+<section id="facts" class="facts">{_facts(data, t0, t1)}</section>
+<section id="output"><h2>Output <small>(the last {shown:,} lines)</small></h2>
+{_output(data)}</section>
+<footer>Made by comet-agent {__version__} from {html.escape(str(data.path))}.</footer>
+</main></body></html>
+"""
