@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__, log
 from agent.api.client import CometClient
@@ -40,6 +40,9 @@ from agent.samples import Channels, to_messages
 from agent.schedule import ClockWatch, Scheduler, guarded
 from agent.sender import Sender
 from agent.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from agent.sinks.offline import OfflineSink
 from agent.state import StateDir
 
 logger = log.get_logger(__name__)
@@ -98,6 +101,7 @@ class Agent:
         self._sender: Sender | None = None
         self._sink: Sink | None = None
         self._heartbeat_client: CometClient | None = None
+        self._offline_sink: OfflineSink | None = None
         self._scheduler = Scheduler()
         self._policy = IntervalPolicy(settings)
         self._samplers: dict[str, list[Sampler]] = {}
@@ -156,6 +160,7 @@ class Agent:
         self._schedule_jobs()
         self._scheduler.start()
         self._began.set()
+        sd_notify(f"READY=1\nSTATUS=attached to {attachment.experiment_key}")
         self._write_status()
         logger.info(
             "agent.ready",
@@ -166,7 +171,6 @@ class Agent:
             leader=self.leader,
             intervals=self._policy.current.as_dict(),
         )
-        sd_notify(f"READY=1\nSTATUS=attached to {attachment.experiment_key}")
 
     def _open_outbox(self, path: Path) -> Outbox:
         try:
@@ -241,13 +245,25 @@ class Agent:
         if attachment.offline:
             from agent.sinks.offline import OfflineSink
 
-            return OfflineSink(
+            given = bool(s.experiment_key)
+            sink = OfflineSink(
                 s.offline_directory,
                 attachment.experiment_key,
                 workspace=s.workspace,
                 project=s.project_name,
                 start_ms=self.started_ms,
+                resume_strategy="get_or_create" if given else "create",
+                user_provided_key=given,
             )
+            for done in sink.recovered:
+                logger.warning(
+                    "archive.recovered",
+                    path=str(done.path),
+                    lines=done.lines,
+                    problems=list(done.problems),
+                )
+            self._offline_sink = sink
+            return sink
         from agent.sinks.rest import RestSink
 
         return RestSink(self._client())
@@ -328,6 +344,10 @@ class Agent:
                 current.beat_s,
                 run_now=self.attachment is None or self.attachment.first_answer is None,
             )
+        if self._offline_sink is not None:
+            # Keeps experiment.json's stop_time current, so a crashed run's archive is whole.
+            checkpoint = guarded("archive.checkpoint", self._offline_sink.checkpoint, self._limiter)
+            self._scheduler.add("archive.checkpoint", checkpoint, 10.0, run_now=False)
         self._scheduler.add(
             "status",
             guarded("status", self._write_status, self._limiter),
@@ -604,16 +624,13 @@ class Agent:
         return drained
 
     def _finish(self) -> None:
-        sink_close = getattr(self._sink, "close", None)
-        if callable(sink_close):
-            sink_close()
-        if self.attachment is not None and self.attachment.offline:
+        if self._sink is not None:
+            self._sink.close()
+        if self._offline_sink is not None:
             from agent.archive import upload_hint
 
-            path = getattr(self._sink, "archive_path", None)
-            if path is not None:
-                self._archive_hint = upload_hint(path)
-                print(self._archive_hint, file=sys.stderr)
+            self._archive_hint = upload_hint(self._offline_sink.path)
+            print(self._archive_hint, file=sys.stderr)  # the one line an offline run promises
         self._write_status(final=True)
         if self._outbox is not None:
             self._outbox.close()

@@ -59,6 +59,9 @@ def gather(
     cloud = static.cloud_details(settings) if settings.cloud_probe else None
     if cloud is not None:
         extra.extend(cloud.facts())
+    # A fact with no value (no CPU quota, say) is left out: the offline format (SPEC §6.3
+    # system_info) has no null, and "absent" reads the same online.
+    extra = [(key, value) for key, value in extra if value is not None]
     details: dict[str, object] = {}
     if settings.system_details:
         target = static.Target(command=list(command), pid=pid, python=python)

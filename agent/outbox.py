@@ -232,11 +232,15 @@ class Outbox:
         sql = (
             "SELECT id, endpoint, experiment_key, body, attachment, created_ms, kind, attempts,"  # noqa: S608 (placeholders only)
             " last_error FROM messages WHERE state = ? AND not_before_ms <= ?"
+            # FIFO per endpoint: while an older row of an endpoint waits for its retry, the
+            # newer ones wait too, so nothing overtakes it (no reordering within an endpoint).
+            " AND endpoint NOT IN (SELECT endpoint FROM messages WHERE state = ?"
+            " AND not_before_ms > ?)"
             + (f" AND endpoint NOT IN ({_marks(skip)})" if skip else "")
             + " ORDER BY id LIMIT ?"
         )
         with self._tx(write=True) as conn:
-            rows = conn.execute(sql, (READY, now, *skip, limit)).fetchall()
+            rows = conn.execute(sql, (READY, now, READY, now, *skip, limit)).fetchall()
             ids = [row[0] for row in rows]
             for part in _chunks(ids):
                 conn.execute(
@@ -334,8 +338,13 @@ class Outbox:
     def next_ready_ms(self, *, exclude: Collection[str] = ()) -> int | None:
         """Return when the next ready row (not of `exclude`) may be leased; None if none."""
         skip = list(exclude)
-        sql = "SELECT MIN(not_before_ms) FROM messages WHERE state = ?" + (  # noqa: S608
-            f" AND endpoint NOT IN ({_marks(skip)})" if skip else ""
+        # An endpoint's rows go in order, so it is free once its last waiting row's time has
+        # come: the latest not_before per endpoint, and the earliest of those overall.
+        sql = (
+            "SELECT MIN(latest) FROM (SELECT MAX(not_before_ms) AS latest FROM messages"  # noqa: S608
+            " WHERE state = ?"
+            + (f" AND endpoint NOT IN ({_marks(skip)})" if skip else "")
+            + " GROUP BY endpoint)"
         )
         with self._tx() as conn:
             value = conn.execute(sql, (READY, *skip)).fetchone()[0]

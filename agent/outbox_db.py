@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_state ON messages (state, id);
+CREATE INDEX IF NOT EXISTS messages_waiting ON messages (state, not_before_ms);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -67,6 +68,10 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.executescript(SCHEMA)
         # Leases of a process that died: those messages were never acked, so send them again.
         conn.execute("UPDATE messages SET state = ? WHERE state = ?", (READY, LEASED))
+        # A new process knows of no outage: retry what was waiting at once, in order.
+        conn.execute(
+            "UPDATE messages SET not_before_ms = 0 WHERE state = ? AND not_before_ms > 0", (READY,)
+        )
     except sqlite3.Error as exc:
         conn.close()
         fail(path, exc, "open")

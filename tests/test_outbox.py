@@ -94,22 +94,34 @@ def test_lease_skips_excluded_endpoints(box: Outbox) -> None:
 
 
 def test_retry_later_waits_until_not_before(tmp_path: Path) -> None:
-    """A deferred row is not leased before its time, counts the attempt and keeps the error."""
+    """A deferred row is not leased before its time, counts the attempt and keeps the error;
+    newer rows of its endpoint wait behind it (no overtaking), other endpoints do not."""
     clock = Clock()
     with Outbox(tmp_path / "o.db", clock=clock) as box:
         box.put(metric(0))
         box.put(metric(1))
+        box.put(Message("log-other", KEY, {"key": "k", "value": 1}, T0, Kind.FACT))
         rows = box.lease(1)
         box.retry_later([rows[0].id], T0 + 5_000, "HTTP 503")
-        assert values(box.lease(10)) == [1]
+        assert [s.message.endpoint for s in box.lease(10)] == ["log-other"]
         assert box.next_ready_ms() == T0 + 5_000
         assert box.next_ready_ms(exclude={"log-metric-batch"}) is None
         clock.now = T0 + 4_999
         assert box.lease(10) == []
         clock.now = T0 + 5_000
         again = box.lease(10)
-        assert values(again) == [0]
+        assert values(again) == [0, 1]
         assert (again[0].attempts, again[0].last_error) == (1, "HTTP 503")
+
+
+def test_reopen_retries_waiting_rows_at_once_in_order(tmp_path: Path) -> None:
+    """A new process knows of no outage: waiting rows are ready at once, oldest first."""
+    clock = Clock()
+    with Outbox(tmp_path / "o.db", clock=clock) as box:
+        box.put_many([metric(0), metric(1)])
+        box.retry_later([box.lease(1)[0].id], T0 + 60_000, "HTTP 503")
+    with Outbox(tmp_path / "o.db", clock=clock) as box:
+        assert values(box.lease(10)) == [0, 1]
 
 
 def test_release_counts_no_attempt(box: Outbox) -> None:

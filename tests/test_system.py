@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from agent.api import bodies
@@ -65,6 +66,7 @@ def send(client: CometClient, samples: list[Sample]) -> int:
 def test_real_and_fixture_samples_pass_the_stand_in(server: CometStandIn) -> None:
     """Samples from this machine and from the cgroup fixtures break no rule of SPEC.md."""
     samplers = system_samplers(Settings(), pid=os.getpid())
+    time.sleep(0.01)  # network rates need time to pass since the priming read (else NoData)
     samples = [s.collect() for s in samplers]
     for tree in ("cgroup2-limited", "cgroup1", "host-plain"):
         roots = Roots.under(FIXTURES / tree)
