@@ -61,6 +61,7 @@ class Scheduler:
     workers: int = 4
     _jobs: dict[str, _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: bool = False
 
     def __post_init__(self) -> None:
         self._sched = BackgroundScheduler(
@@ -91,35 +92,39 @@ class Scheduler:
 
     def reschedule(self, job_id: str, interval_s: float) -> bool:
         """Change a job's interval if it differs; return whether it changed."""
+        # Under our lock: shutdown() takes it too before APScheduler's own shutdown, which
+        # holds APScheduler's locks while it waits for running jobs. A job (the keep-alive)
+        # calling modify_job during that wait would deadlock the stop.
         with self._lock:
             entry = self._jobs.get(job_id)
-            if entry is None or entry.interval_s == interval_s:
+            if self._stopping or entry is None or entry.interval_s == interval_s:
                 return False
             entry.interval_s = interval_s
-        # The first run at the new pace comes one new interval from now; a job that was
-        # due sooner than that keeps its earlier slot, so a shorter interval takes effect fast.
-        job = self._sched.get_job(job_id)
-        due = job.next_run_time if job is not None else None
-        start = _now() + timedelta(seconds=interval_s)
-        if due is not None and due < start:
-            start = due
-        self._sched.modify_job(
-            job_id,
-            trigger=_trigger(interval_s, start),
-            misfire_grace_time=_grace(interval_s),
-            next_run_time=start,
-        )
+            # The first run at the new pace comes one new interval from now; a job that was
+            # due sooner keeps its earlier slot, so a shorter interval takes effect fast.
+            job = self._sched.get_job(job_id)
+            due = job.next_run_time if job is not None else None
+            start = _now() + timedelta(seconds=interval_s)
+            if due is not None and due < start:
+                start = due
+            self._sched.modify_job(
+                job_id,
+                trigger=_trigger(interval_s, start),
+                misfire_grace_time=_grace(interval_s),
+                next_run_time=start,
+            )
         return True
 
     def resync(self) -> None:
         """Restart every job's spacing from now (after a wall-clock jump)."""
         with self._lock:
-            entries = dict(self._jobs)
-        for job_id, entry in entries.items():
-            start = _now() + timedelta(seconds=entry.interval_s)
-            self._sched.modify_job(
-                job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
-            )
+            if self._stopping:
+                return
+            for job_id, entry in self._jobs.items():
+                start = _now() + timedelta(seconds=entry.interval_s)
+                self._sched.modify_job(
+                    job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
+                )
 
     def run_now(self, job_id: str) -> None:
         """Run a job once in the calling thread (the last sample at stop)."""
@@ -134,6 +139,8 @@ class Scheduler:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish."""
+        with self._lock:
+            self._stopping = True  # from here on, jobs' reschedule() calls are no-ops
         if self._sched.running:
             self._sched.shutdown(wait=wait)
 

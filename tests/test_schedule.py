@@ -104,3 +104,25 @@ def test_clock_watch_sees_jumps() -> None:
     wall[0] += 10
     mono[0] += 1
     assert watch.jumped() == pytest.approx(9)
+
+
+def test_shutdown_while_a_job_reschedules_does_not_deadlock() -> None:
+    """A job calling reschedule() while shutdown(wait=True) waits for it: the stop completes."""
+    sched = Scheduler(workers=2)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def beat() -> None:
+        entered.set()
+        release.wait(5)
+        sched.reschedule("beat", 0.5)  # what the keep-alive job does after its answer
+
+    sched.add("beat", beat, 10.0)
+    sched.start()
+    assert entered.wait(5)
+    stopper = threading.Thread(target=sched.shutdown)
+    stopper.start()
+    time.sleep(0.2)  # let shutdown take APScheduler's locks and wait for the job
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
