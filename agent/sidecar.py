@@ -63,7 +63,7 @@ def read_key(path: Path) -> str | None:
     """Return the key in `path`, None while it does not exist (or is still empty)."""
     try:
         text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise AgentError(f"cannot read the experiment key file {path}: {exc.strerror}") from None
@@ -78,8 +78,11 @@ def read_key(path: Path) -> str | None:
 def publish_key(path: str, key: str) -> None:
     """Write `key` to `path` atomically (0644: the training container may run as another user)."""
     target = Path(path)
-    if read_key(target) == key:
-        return
+    try:
+        if read_key(target) == key:
+            return
+    except ConfigError:
+        pass  # whatever is there is not a key: replace it
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
