@@ -137,13 +137,20 @@ class Agent:
         s = self.settings
         self._state = StateDir.acquire(s.state_directory, private_fallback=self._private_state)
         self._outbox = self._open_outbox(self._state.outbox_path)
-        self._adopt_orphans()
         self.attachment = self._attach()
         self._sink = self._make_sink(self.attachment)
-        self._sender = Sender(
-            self._outbox, self._sink, backoff=Backoff.from_settings(s), batch_items=s.batch_items
-        )
-        self._sender.start()
+        if self._offline_sink is None:
+            self._adopt_orphans()
+            self._sender = Sender(
+                self._outbox,
+                self._sink,
+                backoff=Backoff.from_settings(s),
+                batch_items=s.batch_items,
+            )
+            self._sender.start()
+        # Offline, the archive itself is the durable store: each message is appended and
+        # flushed as it is queued, so a kill -9 leaves nothing only in the outbox, which no
+        # offline run would ever send.
         if self.attachment.first_answer is not None:
             self._apply_keepalive(self.attachment.first_answer)
         return self.attachment
@@ -484,8 +491,11 @@ class Agent:
         with self._pending_lock:
             batch = [*self._pending, *messages]
             try:
-                self._outbox.put_many(batch)
-            except OutboxError as exc:
+                if self._offline_sink is not None:
+                    batch = self._write_archive(batch)
+                else:
+                    self._outbox.put_many(batch)
+            except (OutboxError, ApiError) as exc:
                 # Disk full or the file gone: hold on in memory, retry with the next batch.
                 self._pending = deque(batch)
                 dropped = 0
@@ -506,6 +516,16 @@ class Agent:
             self._pending.clear()
         if self._sender is not None:
             self._sender.wake()
+
+    def _write_archive(self, batch: list[Message]) -> list[Message]:
+        """Append `batch` to the offline archive, one message at a time; raise on a disk error
+        with the unwritten rest left in `batch` (the caller keeps it)."""
+        assert self._offline_sink is not None  # noqa: S101
+        while batch:
+            msg = batch[0]
+            self._offline_sink.send(msg.endpoint, msg.experiment_key, msg.body, msg.attachment)
+            batch.pop(0)
+        return batch
 
     # -- the main loop and stop ------------------------------------------------------------
 
@@ -737,7 +757,10 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``comet-agent start`` until stopped; return the exit status."""
     from agent import sidecar
 
-    settings = sidecar.resolve_key(settings, args.experiment_key_file)
+    identity = identify(os.environ)
+    settings = sidecar.resolve_key(
+        settings, args.experiment_key_file, leader=is_leader(identity, settings.role)
+    )
     agent = Agent(settings, pid=args.watch_pid, command=_watched_command(args.watch_pid))
     install_signals(agent)
     attachment = agent.start()

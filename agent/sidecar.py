@@ -6,7 +6,8 @@ Decided at start, in this order:
    attach to it and write it to the file for the training container;
 2. the file exists: read the key from it and attach;
 3. the agent can create an experiment (a workspace is configured, or it is
-   offline): create one and write its key to the file;
+   offline) and it leads (it is not a follower of a distributed job): create
+   one and write its key to the file;
 4. otherwise wait for another container to write the file, for at most
    ``[agent] key_file_timeout_s`` (default 300 s), then fail with exit 1.
 
@@ -30,13 +31,29 @@ POLL_S = 0.2
 
 
 def resolve_key(
-    settings: Settings, path: str | None, stop: threading.Event | None = None
+    settings: Settings,
+    path: str | None,
+    stop: threading.Event | None = None,
+    *,
+    leader: bool = True,
 ) -> Settings:
-    """Return settings carrying the experiment key to use, waiting for the file if need be."""
+    """Return settings carrying the experiment key to use, waiting for the file if need be.
+
+    A follower of a distributed job never creates an experiment of its own: it needs the
+    leader's key, from the configuration or the file.
+    """
+    if settings.experiment_key:
+        return settings  # case 1: the agent publishes the key once attached
     if not path:
-        return settings
-    if settings.experiment_key or settings.offline or settings.workspace:
-        return settings  # cases 1 and 3: the agent publishes the key once attached
+        if leader:
+            return settings
+        raise ConfigError(
+            "this agent is a follower (not global rank 0): give it the leader's experiment key "
+            "with --experiment-key, COMET_EXPERIMENT_KEY or --experiment-key-file, or set "
+            "[agent] role = leader"
+        )
+    if leader and (settings.offline or settings.workspace):
+        return settings  # case 3: create, then publish
     target = Path(path)
     stop = stop or threading.Event()
     waited = 0.0

@@ -44,6 +44,10 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         # As a shell would, and before an experiment is created for nothing.
         print(f"comet-agent: {argv[0]}: command not found", file=sys.stderr)
         return 127
+    from agent import sidecar
+    from agent.multinode import identify, is_leader
+
+    settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
     agent = Agent(settings, command=argv, fallback_offline=True, private_state=True, out=sys.stderr)
     attachment = agent.open()
     where = f" {attachment.link}" if attachment.link else ""
