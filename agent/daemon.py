@@ -47,6 +47,7 @@ from agent.state import StateDir
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
+SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may still take
 PENDING_MAX = 10_000  # messages held in memory while the outbox cannot be written
 
 
@@ -116,6 +117,7 @@ class Agent:
         self._archive_hint: str | None = None
         self._stopped = False
         self._began = threading.Event()
+        self._stopping = threading.Event()  # set by stop(): a keep-alive in flight is abandoned
 
     # -- start -----------------------------------------------------------------------------
 
@@ -384,11 +386,17 @@ class Agent:
             queued = to_messages(sample, key, channels)
             messages.extend(queued)
             taken.append((sampler.name, sample, len(queued)))
-        self._queue(messages)
+        written = self._queue(messages)
         for name, sample, count in taken:
-            # After the write: the fault suite compares these lines with what arrived.
+            # After the write: the fault suite compares these lines with what arrived
+            # (`items` metric-batch items, `written` false while held in memory).
             logger.debug(
-                "sample.queued", collector=name, timestamp_ms=sample.timestamp_ms, messages=count
+                "sample.queued",
+                collector=name,
+                timestamp_ms=sample.timestamp_ms,
+                messages=count,
+                items=len(sample.metrics),
+                written=written,
             )
             self._events(sample.events)
             self._unsupported(name, sample)
@@ -444,11 +452,16 @@ class Agent:
     def _heartbeat(self) -> None:
         assert self._heartbeat_client is not None  # noqa: S101 - online only
         at = now_ms()
+        client, key = self._heartbeat_client, self.experiment_key
         try:
-            answer = self._heartbeat_client.call("keep-alive", experiment_key=self.experiment_key)
+            answer = _unless_stopping(
+                lambda: client.call("keep-alive", experiment_key=key), self._stopping
+            )
         except ApiError as exc:
             self._last_beat = {"at_ms": at, "ok": False, "error": str(exc)}
             raise
+        if answer is _STOPPED:
+            return
         self._last_beat = {"at_ms": at, "ok": True, "answer": answer}
         self._apply_keepalive(answer)
         self._write_status()  # so `status` shows a new interval at once
@@ -477,9 +490,10 @@ class Agent:
         """Queue messages for delivery (used by the run wrapper's output stream)."""
         self._queue(messages)
 
-    def _queue(self, messages: Sequence[Message]) -> None:
+    def _queue(self, messages: Sequence[Message]) -> bool:
+        """Write `messages` (after any held ones) to the outbox; False when held in memory."""
         if not messages:
-            return
+            return True
         assert self._outbox is not None  # noqa: S101
         with self._pending_lock:
             batch = [*self._pending, *messages]
@@ -500,12 +514,13 @@ class Agent:
                         held=len(self._pending),
                         dropped=dropped,
                     )
-                return
+                return False
             if self._pending:
                 logger.info("outbox.put_recovered", count=len(self._pending))
             self._pending.clear()
         if self._sender is not None:
             self._sender.wake()
+        return True
 
     # -- the main loop and stop ------------------------------------------------------------
 
@@ -531,6 +546,9 @@ class Agent:
         if self._stopped:
             return True
         self._stopped = True
+        # One budget for the whole stop: the last sample, the end messages and the flush.
+        deadline = monotonic_s() + self.settings.stop_timeout_s
+        self._stopping.set()
         sd_notify("STOPPING=1")
         logger.info("agent.stopping")
         if self._began.is_set():
@@ -545,7 +563,7 @@ class Agent:
                 if callable(close):
                     close()
                 self._queue(self._end_messages(child))
-                drained = self._flush()
+                drained = self._flush(deadline)
         finally:
             for samplers in self._samplers.values():
                 for sampler in samplers:
@@ -608,12 +626,13 @@ class Agent:
             out.append(Message("mark-not-throttled", key, {}, end, Kind.FACT))
         return out
 
-    def _flush(self) -> bool:
+    def _flush(self, deadline: float) -> bool:
         if self._sender is None:
             return True
-        deadline = self.settings.stop_timeout_s
-        drained = self._sender.flush(deadline)
-        self._sender.stop(timeout_s=2.0)
+        drained = self._sender.flush(max(0.0, deadline - monotonic_s()))
+        # A request still in flight (a slow server) gets a short grace, not its whole timeout:
+        # its rows stay leased on disk and go out again at the next start.
+        self._sender.stop(timeout_s=max(SENDER_GRACE_S, deadline - monotonic_s()))
         if not drained and self._outbox is not None:
             stats = self._outbox.stats()
             logger.warning(
@@ -687,6 +706,36 @@ class Agent:
 
 def _watchdog_ping() -> None:
     sd_notify("WATCHDOG=1")
+
+
+_STOPPED = object()
+
+
+def _unless_stopping(call: Callable[[], object], stopping: threading.Event) -> object:
+    """Return `call()` run on a daemon thread (or raise its error); _STOPPED once `stopping` is set.
+
+    The scheduler's pool threads are joined at shutdown and again at interpreter exit, so a
+    keep-alive waiting out its read timeout there would hold the stop past its deadline.
+    """
+    result: list[object] = []
+    failure: list[Exception] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting job, which raises it
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="keep-alive", daemon=True).start()
+    while not done.wait(0.1):
+        if stopping.is_set():
+            return _STOPPED
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def _start_time(pid: int | None) -> float | None:

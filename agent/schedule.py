@@ -60,7 +60,10 @@ class Scheduler:
 
     workers: int = 4
     _jobs: dict[str, _Entry] = field(default_factory=dict)
+    # Held across every change a job may make to APScheduler, so that shutdown() can say
+    # "no more changes" before APScheduler takes its own lock to wait for running jobs.
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closing: bool = False
 
     def __post_init__(self) -> None:
         self._sched = BackgroundScheduler(
@@ -93,33 +96,34 @@ class Scheduler:
         """Change a job's interval if it differs; return whether it changed."""
         with self._lock:
             entry = self._jobs.get(job_id)
-            if entry is None or entry.interval_s == interval_s:
+            if self._closing or entry is None or entry.interval_s == interval_s:
                 return False
             entry.interval_s = interval_s
-        # The first run at the new pace comes one new interval from now; a job that was
-        # due sooner than that keeps its earlier slot, so a shorter interval takes effect fast.
-        job = self._sched.get_job(job_id)
-        due = job.next_run_time if job is not None else None
-        start = _now() + timedelta(seconds=interval_s)
-        if due is not None and due < start:
-            start = due
-        self._sched.modify_job(
-            job_id,
-            trigger=_trigger(interval_s, start),
-            misfire_grace_time=_grace(interval_s),
-            next_run_time=start,
-        )
+            # The first run at the new pace comes one new interval from now; a job that was
+            # due sooner keeps its earlier slot, so a shorter interval takes effect fast.
+            job = self._sched.get_job(job_id)
+            due = job.next_run_time if job is not None else None
+            start = _now() + timedelta(seconds=interval_s)
+            if due is not None and due < start:
+                start = due
+            self._sched.modify_job(
+                job_id,
+                trigger=_trigger(interval_s, start),
+                misfire_grace_time=_grace(interval_s),
+                next_run_time=start,
+            )
         return True
 
     def resync(self) -> None:
         """Restart every job's spacing from now (after a wall-clock jump)."""
         with self._lock:
-            entries = dict(self._jobs)
-        for job_id, entry in entries.items():
-            start = _now() + timedelta(seconds=entry.interval_s)
-            self._sched.modify_job(
-                job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
-            )
+            if self._closing:
+                return
+            for job_id, entry in self._jobs.items():
+                start = _now() + timedelta(seconds=entry.interval_s)
+                self._sched.modify_job(
+                    job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
+                )
 
     def run_now(self, job_id: str) -> None:
         """Run a job once in the calling thread (the last sample at stop)."""
@@ -133,7 +137,14 @@ class Scheduler:
         self._sched.start()
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop scheduling; with `wait`, let running jobs finish."""
+        """Stop scheduling; with `wait`, let running jobs finish.
+
+        APScheduler 3.x holds its job-store lock while it waits for running jobs, so a job
+        that rescheduled then (a keep-alive answered during the stop) would wait for ever:
+        from here on reschedule() and resync() do nothing.
+        """
+        with self._lock:
+            self._closing = True
         if self._sched.running:
             self._sched.shutdown(wait=wait)
 
