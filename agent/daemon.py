@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -564,6 +564,7 @@ class Agent:
                     close()
                 self._queue(self._end_messages(child))
                 drained = self._flush(deadline)
+                self._report_unwritten()
         finally:
             for samplers in self._samplers.values():
                 for sampler in samplers:
@@ -641,6 +642,21 @@ class Agent:
                 hint="sent at the next start of comet-agent on this state directory",
             )
         return drained
+
+    def _report_unwritten(self) -> None:
+        """Say what dies with the process: messages held in memory that never reached the disk."""
+        with self._pending_lock:
+            held = list(self._pending)
+        if held:
+            by_kind = Counter(msg.kind.name.lower() for msg in held)
+            logger.error(
+                "outbox.unwritten",
+                count=len(held),
+                by_kind=dict(by_kind),
+                first_ms=min(msg.created_ms for msg in held),
+                last_ms=max(msg.created_ms for msg in held),
+                hint="the outbox could not be written (disk full?); these are lost",
+            )
 
     def _finish(self) -> None:
         if self._sink is not None:
