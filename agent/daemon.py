@@ -31,7 +31,7 @@ from agent.config import Settings
 from agent.errors import AgentError, ApiError, CollectorError, NoData, OutboxError
 from agent.facts import gather, start_messages
 from agent.keepalive import IntervalPolicy
-from agent.message import Kind, Message, now_ms
+from agent.message import Kind, Message, now_ms, steady_ms
 from agent.multinode import Identity, identify, is_leader
 from agent.notify import sd_notify, watchdog_period_s
 from agent.outbox import Outbox
@@ -142,8 +142,14 @@ class Agent:
         self._adopt_orphans()
         self.attachment = self._attach()
         self._sink = self._make_sink(self.attachment)
+        # The outbox's retry times and the sender's waits on one clock that a wall-clock step
+        # does not move (samples keep their wall-clock stamps).
         self._sender = Sender(
-            self._outbox, self._sink, backoff=Backoff.from_settings(s), batch_items=s.batch_items
+            self._outbox,
+            self._sink,
+            backoff=Backoff.from_settings(s),
+            batch_items=s.batch_items,
+            clock=steady_ms,
         )
         self._sender.start()
         if self.attachment.first_answer is not None:
@@ -176,12 +182,14 @@ class Agent:
 
     def _open_outbox(self, path: Path) -> Outbox:
         try:
-            return Outbox(path, max_bytes=self.settings.outbox_max_bytes)
+            return Outbox(path, max_bytes=self.settings.outbox_max_bytes, clock=steady_ms)
         except CorruptOutbox as exc:
             # Moved aside, never deleted: its rows can still be read by hand. A daemon that
             # refused to start would lose every sample from now on instead.
             logger.error("outbox.corrupt", path=str(path), error=str(exc))
-            return Outbox(path, max_bytes=self.settings.outbox_max_bytes, recover=True)
+            return Outbox(
+                path, max_bytes=self.settings.outbox_max_bytes, clock=steady_ms, recover=True
+            )
 
     def _adopt_orphans(self) -> None:
         """Move what ended runs could not deliver into this outbox, in order."""

@@ -13,8 +13,10 @@ Streams: each typed endpoint (``add-cpu-metrics`` ...) and each metric name of
 * duplicates: accepted more than once (split into those explained by a *late*
   answer: the stand-in took the data but the agent's read timed out first, so
   at-least-once delivery must send it again, and the unexplained rest);
-* out of order: a timestamp accepted for the first time after a later one of
-  the same stream had been (a re-sent duplicate is not a reordering);
+* out of order: a sample accepted for the first time after one the agent took
+  later had been (a re-sent duplicate is not a reordering). "Later" is the order
+  of the agent's sample.queued lines: the timestamp order, unless the wall clock
+  stepped back;
 * unexpected: accepted but never logged as taken (a kill between the outbox
   write and the log line).
 """
@@ -199,14 +201,18 @@ def compare(
 ) -> Report:
     """Check every stream of `experiment_key`: lost, duplicated, reordered, unexpected."""
     by_collector: dict[str, dict[int, Taken]] = defaultdict(dict)
+    rank: dict[str, dict[int, int]] = defaultdict(dict)  # collector → stamp → taking order
     for t in taken:
         by_collector[t.collector][t.timestamp_ms] = t
+        rank[t.collector].setdefault(t.timestamp_ms, len(rank[t.collector]))
     arrived = arrivals(requests, experiment_key)
     streams: dict[str, StreamReport] = {}
     for endpoint, collector in TYPED.items():
         if by_collector.get(collector) or arrived.get(endpoint):
             expected = set(by_collector.get(collector, {}))
-            streams[endpoint] = _stream(endpoint, expected, arrived.get(endpoint, []))
+            streams[endpoint] = _stream(
+                endpoint, expected, arrived.get(endpoint, []), rank[collector]
+            )
     names_at: dict[tuple[str, int], set[str]] = defaultdict(set)
     metric_names = [n for n in arrived if n not in TYPED]
     for name in metric_names:
@@ -216,7 +222,7 @@ def compare(
             names_at[(collector or "?", stamp)].add(name)
         # A metric may be absent from some samples (a rate needs two readings): which
         # stamps it must have is settled below by counting items; here: order and copies.
-        streams[name] = _stream(name, None, arrived[name], known=set(samples))
+        streams[name] = _stream(name, None, arrived[name], rank[collector or ""], set(samples))
     for collector, samples in by_collector.items():
         for stamp, t in samples.items():
             missing = t.items - len(names_at.get((collector, stamp), set()))
@@ -236,14 +242,14 @@ def _stream(
     name: str,
     expected: set[int] | None,
     got: Sequence[tuple[int, bool]],
-    *,
+    rank: Mapping[int, int],
     known: set[int] | None = None,
 ) -> StreamReport:
     report = StreamReport(name, taken=len(expected) if expected is not None else 0)
     report.accepted = len(got)
     seen: set[int] = set()
     late_seen: set[int] = set()
-    highest: int | None = None
+    latest: int | None = None  # the stamp taken last among those arrived so far
     for stamp, late in got:
         if stamp in seen:
             if stamp in late_seen:
@@ -252,9 +258,12 @@ def _stream(
                 report.duplicates[stamp] += 1
         else:
             seen.add(stamp)
-            if highest is not None and stamp < highest:
-                report.out_of_order.append((stamp, highest))
-            highest = stamp if highest is None else max(highest, stamp)
+            order = rank.get(stamp)
+            if order is not None:  # an unexpected stamp has no place in the order
+                if latest is not None and order < rank[latest]:
+                    report.out_of_order.append((stamp, latest))
+                elif latest is None or order > rank[latest]:
+                    latest = stamp
         if late:
             late_seen.add(stamp)
     valid = expected if expected is not None else known
