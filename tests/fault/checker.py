@@ -24,7 +24,7 @@ Streams: each typed endpoint (``add-cpu-metrics`` ...) and each metric name of
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.agent_process import AgentProcess
@@ -181,15 +181,28 @@ def arrivals(
     )
     for rec in ordered:
         late = rec.fault == "slow"
-        body = rec.body
-        if not isinstance(body, dict):
-            continue
-        if rec.route in TYPED:
-            out[rec.route].append((int(body["timestamp"]), late))
-        elif rec.route == "log-metric-batch":
-            for item in body["values"]:
-                out[str(item["metricName"])].append((int(item["timestamp"]), late))
+        for stream, stamp in _items(rec):
+            out[stream].append((stamp, late))
     return out
+
+
+def stamps_of(rec: Recorded) -> dict[str, set[int]]:
+    """The timestamps one request carried, per stream."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for stream, stamp in _items(rec):
+        out[stream].add(stamp)
+    return out
+
+
+def _items(rec: Recorded) -> Iterator[tuple[str, int]]:
+    body = rec.body
+    if not isinstance(body, dict):
+        return
+    if rec.route in TYPED:
+        yield rec.route, int(body["timestamp"])
+    elif rec.route == "log-metric-batch":
+        for item in body["values"]:
+            yield str(item["metricName"]), int(item["timestamp"])
 
 
 def compare(
@@ -288,22 +301,33 @@ def check(
 def assert_delivered(
     report: Report,
     *,
-    max_duplicates: int = 0,
+    allowed_duplicates: Mapping[str, set[int]] | None = None,
     allow_unexpected: bool = False,
     context: str = "",
 ) -> None:
-    """Fail with the report unless nothing was lost or reordered and copies stay in bounds."""
+    """Fail with the report unless nothing was lost or reordered and no copy is unexplained.
+
+    `allowed_duplicates` (stream → stamps) are copies the caller can explain, e.g. the items
+    of the one request in flight when the agent was killed.
+    """
+    allowed = allowed_duplicates or {}
+    stray = {
+        name: sorted(set(s.duplicates) - allowed.get(name, set()))
+        for name, s in report.streams.items()
+    }
+    stray = {name: stamps for name, stamps in stray.items() if stamps}
     ok = (
         report.lost == 0
         and report.out_of_order == 0
-        and report.duplicates <= max_duplicates
+        and not stray
         and (allow_unexpected or report.unexpected == 0)
     )
     if not ok:
         where = f"{context}\n" if context else ""
+        unexplained = f"\nunexplained copies: {stray}" if stray and allowed else ""
         raise AssertionError(
-            f"{where}delivery bar not met (lost 0, out of order 0, duplicates <= "
-            f"{max_duplicates}):\n{report.describe()}"
+            f"{where}delivery bar not met (lost 0, out of order 0, no unexplained "
+            f"duplicates):\n{report.describe()}{unexplained}"
         )
 
 

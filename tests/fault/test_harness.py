@@ -161,3 +161,14 @@ def test_checker_reads_arrival_time_not_record_order() -> None:
     report = compare(TYPED_ONLY, [*retry, *late], KEY)
     assert report.out_of_order == 0
     assert report.late_duplicates == 1
+
+
+def test_checker_allows_only_the_copies_it_is_told_of() -> None:
+    """Copies of the request in flight at a kill pass; a copy of anything else fails."""
+    requests = [*_load(1.0, 1000, 2000, 3000), *_load(2.0, 3000, 4000)]
+    report = compare(TYPED_ONLY, requests, KEY)
+    assert_delivered(report, allowed_duplicates={"add-load-metrics": {3000}})
+    with pytest.raises(
+        AssertionError, match=r"unexplained copies: \{'add-load-metrics': \[3000\]\}"
+    ):
+        assert_delivered(report, allowed_duplicates={"add-load-metrics": {2000}})
