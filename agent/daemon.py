@@ -111,6 +111,9 @@ class Agent:
         self._limiter = log.RateLimiter()
         self._unsupported_seen: set[str] = set()
         self._collector_state: dict[str, dict[str, object]] = {}
+        # Sampling jobs change it while status() copies it for the snapshot (json.dump with
+        # indent iterates in Python: a change mid-way raised and killed the agent in begin()).
+        self._collector_lock = threading.Lock()
         self._last_beat: dict[str, object] = {}
         self._gpu_note: str | None = None
         self.output: object = None  # an OutputStream under `run`
@@ -410,15 +413,17 @@ class Agent:
             self._unsupported(name, sample)
 
     def _collect(self, sampler: Sampler) -> Sample | None:
-        state = self._collector_state.setdefault(sampler.name, {"failures": 0})
+        with self._collector_lock:
+            state = self._collector_state.setdefault(sampler.name, {"failures": 0})
         try:
             sample = sampler.collect()
         except NoData as exc:
             logger.debug("collector.no_data", collector=sampler.name, error=str(exc))
             return None
         except CollectorError as exc:
-            state["failures"] = int(state["failures"]) + 1  # type: ignore[call-overload]
-            state["last_error"] = str(exc)
+            with self._collector_lock:
+                state["failures"] = int(state["failures"]) + 1  # type: ignore[call-overload]
+                state["last_error"] = str(exc)
             repeats = self._limiter.check(f"collector:{sampler.name}")
             if repeats is not None:
                 logger.warning(
@@ -427,7 +432,8 @@ class Agent:
             return None
         if self._limiter.reset(f"collector:{sampler.name}"):
             logger.info("collector.recovered", collector=sampler.name)
-        state["last_ok_ms"] = sample.timestamp_ms
+        with self._collector_lock:
+            state["last_ok_ms"] = sample.timestamp_ms
         return sample
 
     def _events(self, events: Sequence[HealthEvent]) -> None:
@@ -707,10 +713,14 @@ class Agent:
             "outbox": outbox,
             "sender": sender,
             "pending_in_memory": len(self._pending),
-            "collectors": self._collector_state,
+            "collectors": self._collectors(),
             "gpu": self._gpu_note or "on",
             "archive_hint": self._archive_hint,
         }
+
+    def _collectors(self) -> dict[str, dict[str, object]]:
+        with self._collector_lock:
+            return {name: dict(state) for name, state in self._collector_state.items()}
 
     def _write_status(self, final: bool = False) -> None:
         if self._state is None:
