@@ -1,4 +1,4 @@
-"""Fixtures of the fault suite: an agent environment tuned for fast faults, and helpers."""
+"""Fixtures of the fault suite: an environment tuned for fast faults, agents started and reaped."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def test_fault_schedule_loses_nothing(
     timeouts, HTML and truncated answers, then healthy, while the agent samples every second:
     every sample of every endpoint arrives with the timestamp it was taken at.
 
-    Bar: zero lost, no reordering within an endpoint (first arrivals in timestamp order),
+    Bar: zero lost, no reordering within an endpoint (first arrivals in the order taken),
     duplicates 0 except where the stand-in took a request whose answer came after the agent's
     read timeout (at-least-once: the agent cannot know it landed; counted and reported);
     sampling keeps its 1 s pace through the faults (no gap over 2.5 s).
@@ -30,7 +30,7 @@ def test_fault_schedule_loses_nothing(
     wait_until(lambda: server.count("add-cpu-metrics") >= 1, timeout_s=20)
     with ScheduleDriver(server, STANDARD) as driver:
         driver.wait()
-    report = wait_delivered(server, agent_taken(agent), key, timeout_s=30, phase_at=driver.phase_at)
+    wait_delivered(server, agent_taken(agent), key, timeout_s=30, phase_at=driver.phase_at)
     assert stop_agent(agent) == 0
     taken = taken_from(agent.named("sample.queued"))
     report = check(server, taken, key, phase_at=driver.phase_at)
