@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from agent.config import Settings
 from agent.errors import AgentError, ApiError, CollectorError, NoData, OutboxError
 from agent.facts import gather, start_messages
 from agent.keepalive import IntervalPolicy
-from agent.message import Kind, Message, now_ms
+from agent.message import Kind, Message, now_ms, steady_ms
 from agent.multinode import Identity, identify, is_leader
 from agent.notify import sd_notify, watchdog_period_s
 from agent.outbox import Outbox
@@ -47,6 +47,7 @@ from agent.state import StateDir
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
+SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may still take
 PENDING_MAX = 10_000  # messages held in memory while the outbox cannot be written
 
 
@@ -110,12 +111,16 @@ class Agent:
         self._limiter = log.RateLimiter()
         self._unsupported_seen: set[str] = set()
         self._collector_state: dict[str, dict[str, object]] = {}
+        # Sampling jobs change it while status() copies it for the snapshot (json.dump with
+        # indent iterates in Python: a change mid-way raised and killed the agent in begin()).
+        self._collector_lock = threading.Lock()
         self._last_beat: dict[str, object] = {}
         self._gpu_note: str | None = None
         self.output: object = None  # an OutputStream under `run`
         self._archive_hint: str | None = None
         self._stopped = False
         self._began = threading.Event()
+        self._stopping = threading.Event()  # set by stop(): a keep-alive in flight is abandoned
 
     # -- start -----------------------------------------------------------------------------
 
@@ -141,11 +146,14 @@ class Agent:
         self._sink = self._make_sink(self.attachment)
         if self._offline_sink is None:
             self._adopt_orphans()
+            # The outbox's retry times and the sender's waits on one clock that a wall-clock
+            # step does not move (samples keep their wall-clock stamps).
             self._sender = Sender(
                 self._outbox,
                 self._sink,
                 backoff=Backoff.from_settings(s),
                 batch_items=s.batch_items,
+                clock=steady_ms,
             )
             self._sender.start()
         # Offline, the archive itself is the durable store: each message is appended and
@@ -181,12 +189,14 @@ class Agent:
 
     def _open_outbox(self, path: Path) -> Outbox:
         try:
-            return Outbox(path, max_bytes=self.settings.outbox_max_bytes)
+            return Outbox(path, max_bytes=self.settings.outbox_max_bytes, clock=steady_ms)
         except CorruptOutbox as exc:
             # Moved aside, never deleted: its rows can still be read by hand. A daemon that
             # refused to start would lose every sample from now on instead.
             logger.error("outbox.corrupt", path=str(path), error=str(exc))
-            return Outbox(path, max_bytes=self.settings.outbox_max_bytes, recover=True)
+            return Outbox(
+                path, max_bytes=self.settings.outbox_max_bytes, clock=steady_ms, recover=True
+            )
 
     def _adopt_orphans(self) -> None:
         """Move what ended runs could not deliver into this outbox, in order."""
@@ -391,25 +401,33 @@ class Agent:
             queued = to_messages(sample, key, channels)
             messages.extend(queued)
             taken.append((sampler.name, sample, len(queued)))
-        self._queue(messages)
+        written = self._queue(messages)
         for name, sample, count in taken:
-            # After the write: the fault suite compares these lines with what arrived.
+            # After the write: the fault suite compares these lines with what arrived
+            # (`items` metric-batch items, `written` false while held in memory).
             logger.debug(
-                "sample.queued", collector=name, timestamp_ms=sample.timestamp_ms, messages=count
+                "sample.queued",
+                collector=name,
+                timestamp_ms=sample.timestamp_ms,
+                messages=count,
+                items=len(sample.metrics),
+                written=written,
             )
             self._events(sample.events)
             self._unsupported(name, sample)
 
     def _collect(self, sampler: Sampler) -> Sample | None:
-        state = self._collector_state.setdefault(sampler.name, {"failures": 0})
+        with self._collector_lock:
+            state = self._collector_state.setdefault(sampler.name, {"failures": 0})
         try:
             sample = sampler.collect()
         except NoData as exc:
             logger.debug("collector.no_data", collector=sampler.name, error=str(exc))
             return None
         except CollectorError as exc:
-            state["failures"] = int(state["failures"]) + 1  # type: ignore[call-overload]
-            state["last_error"] = str(exc)
+            with self._collector_lock:
+                state["failures"] = int(state["failures"]) + 1  # type: ignore[call-overload]
+                state["last_error"] = str(exc)
             repeats = self._limiter.check(f"collector:{sampler.name}")
             if repeats is not None:
                 logger.warning(
@@ -418,7 +436,8 @@ class Agent:
             return None
         if self._limiter.reset(f"collector:{sampler.name}"):
             logger.info("collector.recovered", collector=sampler.name)
-        state["last_ok_ms"] = sample.timestamp_ms
+        with self._collector_lock:
+            state["last_ok_ms"] = sample.timestamp_ms
         return sample
 
     def _events(self, events: Sequence[HealthEvent]) -> None:
@@ -451,11 +470,16 @@ class Agent:
     def _heartbeat(self) -> None:
         assert self._heartbeat_client is not None  # noqa: S101 - online only
         at = now_ms()
+        client, key = self._heartbeat_client, self.experiment_key
         try:
-            answer = self._heartbeat_client.call("keep-alive", experiment_key=self.experiment_key)
+            answer = _unless_stopping(
+                lambda: client.call("keep-alive", experiment_key=key), self._stopping
+            )
         except ApiError as exc:
             self._last_beat = {"at_ms": at, "ok": False, "error": str(exc)}
             raise
+        if answer is _STOPPED:
+            return
         self._last_beat = {"at_ms": at, "ok": True, "answer": answer}
         self._apply_keepalive(answer)
         self._write_status()  # so `status` shows a new interval at once
@@ -484,9 +508,10 @@ class Agent:
         """Queue messages for delivery (used by the run wrapper's output stream)."""
         self._queue(messages)
 
-    def _queue(self, messages: Sequence[Message]) -> None:
+    def _queue(self, messages: Sequence[Message]) -> bool:
+        """Write `messages` (after any held ones) to the outbox; False when held in memory."""
         if not messages:
-            return
+            return True
         assert self._outbox is not None  # noqa: S101
         with self._pending_lock:
             batch = [*self._pending, *messages]
@@ -510,12 +535,13 @@ class Agent:
                         held=len(self._pending),
                         dropped=dropped,
                     )
-                return
+                return False
             if self._pending:
                 logger.info("outbox.put_recovered", count=len(self._pending))
             self._pending.clear()
         if self._sender is not None:
             self._sender.wake()
+        return True
 
     def _write_archive(self, batch: list[Message]) -> list[Message]:
         """Append `batch` to the offline archive, one message at a time; raise on a disk error
@@ -551,6 +577,9 @@ class Agent:
         if self._stopped:
             return True
         self._stopped = True
+        # One budget for the whole stop: the last sample, the end messages and the flush.
+        deadline = monotonic_s() + self.settings.stop_timeout_s
+        self._stopping.set()
         sd_notify("STOPPING=1")
         logger.info("agent.stopping")
         if self._began.is_set():
@@ -565,7 +594,8 @@ class Agent:
                 if callable(close):
                     close()
                 self._queue(self._end_messages(child))
-                drained = self._flush()
+                drained = self._flush(deadline)
+                self._report_unwritten()
         finally:
             for samplers in self._samplers.values():
                 for sampler in samplers:
@@ -628,12 +658,13 @@ class Agent:
             out.append(Message("mark-not-throttled", key, {}, end, Kind.FACT))
         return out
 
-    def _flush(self) -> bool:
+    def _flush(self, deadline: float) -> bool:
         if self._sender is None:
             return True
-        deadline = self.settings.stop_timeout_s
-        drained = self._sender.flush(deadline)
-        self._sender.stop(timeout_s=2.0)
+        drained = self._sender.flush(max(0.0, deadline - monotonic_s()))
+        # A request still in flight (a slow server) gets a short grace, not its whole timeout:
+        # its rows stay leased on disk and go out again at the next start.
+        self._sender.stop(timeout_s=max(SENDER_GRACE_S, deadline - monotonic_s()))
         if not drained and self._outbox is not None:
             stats = self._outbox.stats()
             logger.warning(
@@ -642,6 +673,21 @@ class Agent:
                 hint="sent at the next start of comet-agent on this state directory",
             )
         return drained
+
+    def _report_unwritten(self) -> None:
+        """Say what dies with the process: messages held in memory that never reached the disk."""
+        with self._pending_lock:
+            held = list(self._pending)
+        if held:
+            by_kind = Counter(msg.kind.name.lower() for msg in held)
+            logger.error(
+                "outbox.unwritten",
+                count=len(held),
+                by_kind=dict(by_kind),
+                first_ms=min(msg.created_ms for msg in held),
+                last_ms=max(msg.created_ms for msg in held),
+                hint="the outbox could not be written (disk full?); these are lost",
+            )
 
     def _finish(self) -> None:
         if self._sink is not None:
@@ -684,10 +730,14 @@ class Agent:
             "outbox": outbox,
             "sender": sender,
             "pending_in_memory": len(self._pending),
-            "collectors": self._collector_state,
+            "collectors": self._collectors(),
             "gpu": self._gpu_note or "on",
             "archive_hint": self._archive_hint,
         }
+
+    def _collectors(self) -> dict[str, dict[str, object]]:
+        with self._collector_lock:
+            return {name: dict(state) for name, state in self._collector_state.items()}
 
     def _write_status(self, final: bool = False) -> None:
         if self._state is None:
@@ -707,6 +757,36 @@ class Agent:
 
 def _watchdog_ping() -> None:
     sd_notify("WATCHDOG=1")
+
+
+_STOPPED = object()
+
+
+def _unless_stopping(call: Callable[[], object], stopping: threading.Event) -> object:
+    """Return `call()` run on a daemon thread (or raise its error); _STOPPED once `stopping` is set.
+
+    The scheduler's pool threads are joined at shutdown and again at interpreter exit, so a
+    keep-alive waiting out its read timeout there would hold the stop past its deadline.
+    """
+    result: list[object] = []
+    failure: list[Exception] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting job, which raises it
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="keep-alive", daemon=True).start()
+    while not done.wait(0.1):
+        if stopping.is_set():
+            return _STOPPED
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def _start_time(pid: int | None) -> float | None:

@@ -61,6 +61,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_STEADY_BASE_NS = time.time_ns() - time.monotonic_ns()
+
+
+def steady_ms() -> int:
+    """Epoch ms that never jump: the wall clock at start-up plus monotonic time since.
+
+    For waits within one process (back-off, retry times, flush deadlines), which a wall-clock
+    step back would otherwise stretch by the step (an hour's backlog parked for an hour).
+    Retry times are not kept across processes (the outbox clears them when it opens). Never
+    for timestamps that travel: a sample is stamped with ``now_ms()``.
+    """
+    return (_STEADY_BASE_NS + time.monotonic_ns()) // 1_000_000
+
+
 def merge(messages: list[Message]) -> Mapping[str, object]:
     """Return one body holding the list items of several mergeable messages, in order."""
     first = messages[0]

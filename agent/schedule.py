@@ -60,8 +60,10 @@ class Scheduler:
 
     workers: int = 4
     _jobs: dict[str, _Entry] = field(default_factory=dict)
+    # Held across every change a job may make to APScheduler, so that shutdown() can say
+    # "no more changes" before APScheduler takes its own lock to wait for running jobs.
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stopping: bool = False
+    _closing: bool = False
 
     def __post_init__(self) -> None:
         self._sched = BackgroundScheduler(
@@ -92,12 +94,9 @@ class Scheduler:
 
     def reschedule(self, job_id: str, interval_s: float) -> bool:
         """Change a job's interval if it differs; return whether it changed."""
-        # Under our lock: shutdown() takes it too before APScheduler's own shutdown, which
-        # holds APScheduler's locks while it waits for running jobs. A job (the keep-alive)
-        # calling modify_job during that wait would deadlock the stop.
         with self._lock:
             entry = self._jobs.get(job_id)
-            if self._stopping or entry is None or entry.interval_s == interval_s:
+            if self._closing or entry is None or entry.interval_s == interval_s:
                 return False
             entry.interval_s = interval_s
             # The first run at the new pace comes one new interval from now; a job that was
@@ -118,7 +117,7 @@ class Scheduler:
     def resync(self) -> None:
         """Restart every job's spacing from now (after a wall-clock jump)."""
         with self._lock:
-            if self._stopping:
+            if self._closing:
                 return
             for job_id, entry in self._jobs.items():
                 start = _now() + timedelta(seconds=entry.interval_s)
@@ -138,9 +137,14 @@ class Scheduler:
         self._sched.start()
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop scheduling; with `wait`, let running jobs finish."""
+        """Stop scheduling; with `wait`, let running jobs finish.
+
+        APScheduler 3.x holds its job-store lock while it waits for running jobs, so a job
+        that rescheduled then (a keep-alive answered during the stop) would wait for ever:
+        from here on reschedule() and resync() do nothing.
+        """
         with self._lock:
-            self._stopping = True  # from here on, jobs' reschedule() calls are no-ops
+            self._closing = True
         if self._sched.running:
             self._sched.shutdown(wait=wait)
 

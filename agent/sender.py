@@ -103,6 +103,7 @@ class Sender:
         self._sent_total = 0
         self._requests_total = 0
         self._thread: threading.Thread | None = None
+        self._unsettled: list[int] = []  # leased rows a failed outbox write left leased
 
     # -- control ---------------------------------------------------------------------------
 
@@ -193,6 +194,9 @@ class Sender:
     def _turn(self, deadline_ms: int | None) -> None:
         """Send one leased batch, or wait until something may be sent."""
         self._wake.clear()
+        if self._unsettled:
+            self._outbox.release(self._unsettled)  # raises again while the disk is still full
+            self._unsettled.clear()
         every_until = self._gates.all_closed_until()
         if every_until is not None:
             self._wait(every_until, deadline_ms, wakeable=False)
@@ -202,7 +206,14 @@ class Sender:
         closed = self._gates.closed()
         batch = self._outbox.lease(self._lease_limit, exclude=closed)
         if batch:
-            self._deliver(batch, deadline_ms)
+            try:
+                self._deliver(batch, deadline_ms)
+            except OutboxError:
+                # An ack or retry that could not be written (disk full) leaves rows leased:
+                # never leased again by this process, overtaken by newer rows of their
+                # endpoint. Put them back before the next lease (only_leased: settled rows stay).
+                self._unsettled.extend(s.id for s in batch)
+                raise
             return
         moments = [self._gates.reopens_ms(ep) for ep in closed]
         next_ms = self._outbox.next_ready_ms(exclude=closed)

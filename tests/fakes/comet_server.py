@@ -54,6 +54,7 @@ class Recorded:
     problems: list[str] = field(default_factory=list)
     experiment_key: str | None = None
     landed: bool = True  # False when the answer was a fault: the data did not land
+    fault: str | None = None  # the scripted mode that answered (slow: landed, but late)
 
     @property
     def accepted(self) -> bool:
@@ -491,6 +492,7 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _misbehave(self, rec: Recorded, fault: Fault) -> bool:
             """Apply `fault`; return True when the request is fully handled."""
+            rec.fault = fault.mode
             if fault.delay_s:
                 time.sleep(min(fault.delay_s, 30.0))
             if fault.mode == "slow":
