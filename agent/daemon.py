@@ -736,6 +736,9 @@ def install_signals(agent: Agent) -> None:
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``comet-agent start`` until stopped; return the exit status."""
     from agent import sidecar
+    from agent.hardening import disable_core_dumps
+
+    disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
 
     settings = sidecar.resolve_key(settings, args.experiment_key_file)
     agent = Agent(settings, pid=args.watch_pid, command=_watched_command(args.watch_pid))
