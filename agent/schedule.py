@@ -61,6 +61,9 @@ class Scheduler:
     workers: int = 4
     _jobs: dict[str, _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _idle: threading.Condition = field(default_factory=threading.Condition)
+    _running: int = 0
+    _closing: bool = False
 
     def __post_init__(self) -> None:
         self._sched = BackgroundScheduler(
@@ -75,7 +78,7 @@ class Scheduler:
             self._jobs[job_id] = _Entry(fn, interval_s)
         first = _now() if run_now else _now() + timedelta(seconds=interval_s)
         self._sched.add_job(
-            fn,
+            self._counted(fn),
             "interval",
             seconds=interval_s,
             id=job_id,
@@ -93,7 +96,7 @@ class Scheduler:
         """Change a job's interval if it differs; return whether it changed."""
         with self._lock:
             entry = self._jobs.get(job_id)
-            if entry is None or entry.interval_s == interval_s:
+            if self._closing or entry is None or entry.interval_s == interval_s:
                 return False
             entry.interval_s = interval_s
         # The first run at the new pace comes one new interval from now; a job that was
@@ -114,7 +117,7 @@ class Scheduler:
     def resync(self) -> None:
         """Restart every job's spacing from now (after a wall-clock jump)."""
         with self._lock:
-            entries = dict(self._jobs)
+            entries = {} if self._closing else dict(self._jobs)
         for job_id, entry in entries.items():
             start = _now() + timedelta(seconds=entry.interval_s)
             self._sched.modify_job(
@@ -132,10 +135,33 @@ class Scheduler:
         """Start the scheduler thread."""
         self._sched.start()
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop scheduling; with `wait`, let running jobs finish."""
+    def shutdown(self, wait: bool = True, timeout_s: float = 60.0) -> None:
+        """Stop scheduling; with `wait`, let running jobs finish (up to `timeout_s`)."""
+        with self._lock:
+            self._closing = True  # from here on, reschedule and resync do nothing
         if self._sched.running:
-            self._sched.shutdown(wait=wait)
+            # APScheduler's own wait=True joins the workers while holding its job-store lock,
+            # so a job calling get_job/modify_job then (a keep-alive answer rescheduling)
+            # would deadlock the stop. Stop it without waiting, and wait here instead.
+            self._sched.shutdown(wait=False)
+        if wait:
+            with self._idle:
+                self._idle.wait_for(lambda: self._running == 0, timeout=timeout_s)
+
+    def _counted(self, fn: Job) -> Job:
+        """Wrap a job so that shutdown() knows when none is running."""
+
+        def run() -> None:
+            with self._idle:
+                self._running += 1
+            try:
+                fn()
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return run
 
 
 def _now() -> datetime:

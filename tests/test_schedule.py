@@ -104,3 +104,24 @@ def test_clock_watch_sees_jumps() -> None:
     wall[0] += 10
     mono[0] += 1
     assert watch.jumped() == pytest.approx(9)
+
+
+def test_shutdown_while_a_job_reschedules_does_not_deadlock() -> None:
+    """A keep-alive job that reschedules during shutdown(wait=True): both finish (no hang)."""
+    sched = Scheduler(workers=2)
+    inside, go = threading.Event(), threading.Event()
+
+    def beat() -> None:
+        inside.set()
+        go.wait(5)
+        sched.reschedule("beat", 0.5)  # what a keep-alive answer with a new interval does
+
+    sched.add("beat", beat, 60.0)
+    sched.start()
+    assert inside.wait(5)
+    stopper = threading.Thread(target=sched.shutdown, daemon=True)
+    stopper.start()
+    time.sleep(0.2)  # shutdown is now waiting for the running job
+    go.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
