@@ -92,6 +92,7 @@ class CometStandIn:
             "cpuMonitorIntervalMillis": 68_000,
         }
         self.experiments: dict[str, dict[str, object]] = {}
+        self.date_offset_s = 0.0  # added to the Date header of every answer (a skewed clock)
         self._faults: dict[str | None, deque[Fault]] = {}
         self._outage: Fault | None = None
         self._outage_routes: set[str] | None = None
@@ -347,6 +348,10 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: object) -> None:
             return
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            when = time.time() if timestamp is None else timestamp
+            return super().date_time_string(when + server.date_offset_s)
 
         def do_GET(self) -> None:
             self._handle("GET")
