@@ -367,6 +367,9 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             query = dict(parse_qsl(split.query, keep_blank_values=True))
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if len(raw) < length:  # the client died mid-request (kill -9): nothing arrived
+                self.close_connection = True
+                return
             headers = {k: v for k, v in self.headers.items()}
             route, path_key, method_ok = _find_route(method, split.path)
             rec = Recorded(
