@@ -224,3 +224,14 @@ def test_beside_a_running_agent(
     assert lines["agent"] == f"OK pid {agent.pid} is running and delivering"
     assert lines["outbox"].startswith("OK ")
     assert lines["state-dir"].startswith(f"OK {tmp_path / 'state'}: 0700, yours, writable, ")
+
+
+def test_usage_and_config_errors_exit_2(doctor_env: dict[str, str], tmp_path: Path) -> None:
+    """A bad flag or a bad setting is a usage error: exit 2, one line, no checks run."""
+    flag = run_agent(["doctor", "--verbose"], doctor_env, cwd=tmp_path)
+    assert flag.returncode == 2
+    assert flag.stderr.startswith("comet-agent: unrecognized arguments: --verbose")
+    setting = run_agent(["doctor"], {**doctor_env, "COMET_AGENT_STOP_TIMEOUT_S": "-1"})
+    assert setting.returncode == 2
+    assert setting.stderr.startswith("comet-agent: [agent] stop_timeout_s must be between 0 and")
+    assert setting.stdout == ""
