@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import zipfile
@@ -36,11 +35,6 @@ def tree_leaks(root: Path) -> dict[str, list[str]]:
                     if hits := leaks_in(zf.read(member)):
                         found[f"{path}!{member}"] = hits
     return found
-
-
-def files_under(root: Path) -> list[Path]:
-    """Every file and directory under `root`, sorted."""
-    return sorted(root.rglob("*"))
 
 
 def launcher(
@@ -89,8 +83,3 @@ def environ_of(pid: int) -> Mapping[str, str]:
     raw = proc_text(pid, "environ")
     pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
     return {k: v for k, _, v in pairs}
-
-
-def is_ours(pid: int) -> bool:
-    """Whether the process still exists."""
-    return os.path.exists(f"/proc/{pid}")

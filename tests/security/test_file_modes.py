@@ -10,6 +10,7 @@ create included.
 from __future__ import annotations
 
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,8 +39,6 @@ def _open(modes: dict[str, str], root: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    import subprocess
-
     done = subprocess.run(
         launcher(args, umask=0), env=env, cwd=cwd, capture_output=True, text=True, timeout=120
     )

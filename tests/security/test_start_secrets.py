@@ -9,6 +9,7 @@ process title. The agent runs with core dumps off; its hard limit is kept.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -95,16 +96,9 @@ def test_start_logs_status_and_state_hold_no_key(
         assert any(e["level"] == "warning" for e in agent.events)
         assert any(e["level"] == "debug" for e in agent.events)
     if core:
-        assert limits == ("0", core_limits_of_self_hard())
+        assert limits == ("0", core_limits(os.getpid())[1])  # the hard limit is kept
     else:
         assert limits[0] == "0"
-
-
-def core_limits_of_self_hard() -> str:
-    """The hard core limit as /proc shows it for this test process (the agent keeps it)."""
-    import os
-
-    return core_limits(os.getpid())[1]
 
 
 def _read(path: Path) -> str:
