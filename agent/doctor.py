@@ -99,9 +99,8 @@ def render(checks: list[Check]) -> str:
         fix = f"; fix: {c.fix}" if c.fix and c.status in (FAIL, WARN) else ""
         lines.append(f"{c.status.upper():<4}  {c.name:<{width}}  {c.detail}{fix}")
     counts = {s: sum(c.status == s for c in checks) for s in (OK, WARN, FAIL, SKIP)}
-    lines.append(
-        f"{counts[OK]} ok, {counts[WARN]} warnings, {counts[FAIL]} failed, {counts[SKIP]} skipped"
-    )
+    warnings = f"{counts[WARN]} warning{'' if counts[WARN] == 1 else 's'}"
+    lines.append(f"{counts[OK]} ok, {warnings}, {counts[FAIL]} failed, {counts[SKIP]} skipped")
     return "\n".join(lines)
 
 
@@ -267,6 +266,8 @@ def tls_check(settings: Settings) -> Check:
             f"{shown_url(settings.url_override)} is plain http: the API key travels unencrypted",
             fix="use an https:// URL in COMET_URL_OVERRIDE",
         )
+    if parts.scheme == "http":
+        return Check("tls", OK, "plain http to this machine (loopback): nothing leaves it")
     if not settings.verify_tls:
         return Check(
             "tls",
