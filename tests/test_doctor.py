@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import Settings
-from agent.doctor import FAIL, OK, SKIP, WARN
+from agent.doctor import FAIL, OK, SKIP, WARN, tls_check
 from agent.doctor_local import gpu_check
 from agent.message import Kind, Message
 from agent.outbox import Outbox
@@ -235,3 +235,24 @@ def test_usage_and_config_errors_exit_2(doctor_env: dict[str, str], tmp_path: Pa
     assert setting.returncode == 2
     assert setting.stderr.startswith("comet-agent: [agent] stop_timeout_s must be between 0 and")
     assert setting.stdout == ""
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    """Checks off or plain http to a remote host: warnings; a CA bundle that is no PEM: fail."""
+    remote = "https://comet.example.com/clientlib/"
+    assert tls_check(Settings(url_override=remote)).status == OK
+    off = tls_check(Settings(url_override=remote, verify_tls=False))
+    assert (off.status, off.fix) == (
+        WARN,
+        "turn verify_tls back on; for a proxy that re-signs traffic set [http] ca_bundle",
+    )
+    plain = tls_check(Settings(url_override="http://comet.example.com/clientlib/"))
+    assert plain.status == WARN
+    assert plain.detail.endswith("is plain http: the API key travels unencrypted")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    bad = tls_check(Settings(url_override=remote, ca_bundle=bundle))
+    assert (bad.status, bad.detail) == (FAIL, f"the CA bundle {bundle} holds no PEM certificate")
+    missing = tls_check(Settings(url_override=remote, ca_bundle=tmp_path / "none.pem"))
+    assert missing.status == FAIL
+    assert "cannot be read (No such file or directory)" in missing.detail
