@@ -129,6 +129,7 @@ def test_kill_9_during_outage_then_restart_loses_nothing(
     first = AgentProcess(["start"], agent_env)
     first.wait_for("agent.ready")
     key = str(first.named("agent.ready")[0]["experiment_key"])
+    wait_until(lambda: server.count("keep-alive") >= 1)  # FAST answered before the outage
     server.outage(status=503)
     wait_until(lambda: len(first.samples()) >= 5, timeout_s=20)
     first.kill()
@@ -191,6 +192,7 @@ def test_second_signal_exits_at_once_and_keeps_the_rest(
     first = AgentProcess(["start"], env)
     first.wait_for("agent.ready")
     key = str(first.named("agent.ready")[0]["experiment_key"])
+    wait_until(lambda: server.count("keep-alive") >= 1)  # FAST answered before the outage
     server.outage(status=503)
     wait_until(lambda: len(first.samples()) >= 3, timeout_s=20)
     first.signal(signal.SIGTERM)
