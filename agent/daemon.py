@@ -836,6 +836,9 @@ def install_signals(agent: Agent) -> None:
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``comet-agent start`` until stopped; return the exit status."""
     from agent import sidecar
+    from agent.hardening import disable_core_dumps
+
+    disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
 
     identity = identify(os.environ)
     settings = sidecar.resolve_key(

@@ -87,7 +87,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     console = fmt == "console" or (fmt == "auto" and _isatty(stream))
     renderer: Processor
     if console:
-        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(stream))
+        # Plain tracebacks: with rich or better-exceptions installed (comet_ml pulls in rich)
+        # the default shows every frame's locals, cut to the panel's width, so a value that
+        # holds the key can come out partly, past the redaction that only knows it whole.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=_isatty(stream), exception_formatter=structlog.dev.plain_traceback
+        )
     else:
         # Locals in tracebacks could hold anything, the key included: leave them out.
         shared.append(

@@ -47,7 +47,10 @@ def connect(path: Path) -> sqlite3.Connection:
     directory = path.parent
     try:
         if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True)
+            for missing in reversed([p for p in (directory, *directory.parents) if not p.exists()]):
+                missing.mkdir(
+                    mode=0o700
+                )  # each parent too: mkdir -p would leave them 0777 & ~umask
             directory.chmod(0o700)  # mkdir's mode is filtered by the umask
         # Create the file ourselves so it is 0600 from the first byte; SQLite creates -wal
         # and -shm with the permissions of the database file.

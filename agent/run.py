@@ -36,6 +36,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
 from agent.errors import AgentError, UsageError
+from agent.hardening import CoreLimit, restored_for_child
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -100,6 +101,7 @@ def run_child(
     on_start: Callable[[int], None] | None = None,
     oom_kill_count: Callable[[], int | None] | None = None,
     eof_timeout_s: float = 2.0,
+    core_limit: CoreLimit | None = None,
 ) -> ChildResult:
     """Run `argv` to its end, teeing its output; return how it ended.
 
@@ -117,7 +119,8 @@ def run_child(
     with _forwarding(use_pty) as forward:
         begun = time.monotonic()
         try:
-            proc, streams = _spawn(argv, env, use_pty, out, err)
+            with restored_for_child(core_limit):
+                proc, streams = _spawn(argv, env, use_pty, out, err)
         except OSError as exc:
             code, message = _start_error(argv[0], exc, env)
             _say(err, message)

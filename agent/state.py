@@ -104,7 +104,9 @@ def read_status(path: Path) -> dict[str, object] | None:
 def make_private_dir(path: Path) -> None:
     """Create `path` and its parents for this user only (0700), or raise naming the fix."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Each missing parent too: mkdir -p would make them 0777 & ~umask (0777 under umask 0).
+        for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
+            missing.mkdir(mode=0o700, exist_ok=True)
         if path.stat().st_mode & 0o077:
             path.chmod(0o700)
     except OSError as exc:

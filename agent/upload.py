@@ -26,6 +26,7 @@ from agent.archive.files import make_private_dir
 from agent.archive.format import PARTIAL_SUFFIX
 from agent.config import Settings
 from agent.errors import AgentError, UsageError
+from agent.hardening import disable_core_dumps
 from agent.outbox import Outbox
 from agent.progress import Progress
 from agent.replay import Replay
@@ -59,6 +60,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             "uploading needs an API key: set COMET_API_KEY, --api-key-file or the "
             "comet-api-key credential (or use --dry-run)"
         )
+    disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
     progress = Progress(sys.stderr)
     make_private_dir(settings.state_directory)
     lock_fd = _lock(settings.state_directory / LOCK_FILE)

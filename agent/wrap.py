@@ -23,6 +23,7 @@ from agent.collect.base import Roots
 from agent.config import Settings
 from agent.daemon import Agent, ChildExit, install_signals
 from agent.errors import UsageError
+from agent.hardening import disable_core_dumps
 from agent.output import OutputStream
 from agent.run import child_env, run_child
 
@@ -32,6 +33,7 @@ BEGIN_JOIN_S = 30.0
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the wrapped command; return its exit status (128+N for signal N)."""
+    core_limit = disable_core_dumps()  # the key is in our memory; the command gets its own back
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -80,6 +82,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         on_output=on_output,
         on_start=on_start,
         oom_kill_count=_oom_counter(),
+        core_limit=core_limit,
     )
     install_signals(agent)  # from here on, a signal hurries the flush; a second one ends it
     for begin in begins:

@@ -18,11 +18,16 @@ class AgentProcess:
     """``comet-agent ARGS`` in a subprocess; stderr parsed line by line."""
 
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        cwd: Path | None = None,
+        argv: Sequence[str] | None = None,
     ) -> None:
         self.args = list(args)
         self.proc = subprocess.Popen(
-            [*agent_argv(), *self.args],
+            list(argv) if argv is not None else [*agent_argv(), *self.args],  # argv: a launcher
             env=dict(env),
             cwd=cwd,
             stdout=subprocess.PIPE,

@@ -95,6 +95,7 @@ class CometClient:
         self._timeouts = (connect_timeout_s, timeout_s)
         self._read_s = timeout_s
         self._compress = compress
+        self.last_date: str | None = None  # the Date header of the last answer (doctor's clock)
         self._session = requests.Session()
         self._session.verify = verify
         # The session's own retries stay at 0: only the sender retries (STYLE §16).
@@ -231,6 +232,7 @@ class CometClient:
             ) from None
         except requests.RequestException as exc:
             raise TransportError(f"{ep.name}: cannot reach {self.host}: {_reason(exc)}") from None
+        self.last_date = resp.headers.get("Date")
         return self._outcome(ep, resp)
 
     def _outcome(self, ep: Endpoint, resp: requests.Response) -> Any:
@@ -262,7 +264,8 @@ class CometClient:
                 sdk_error_code=code,
             )
         if 300 <= status < 400:
-            where = resp.headers.get("Location", "elsewhere")
+            # The Location is the server's text: a redirect can carry the key back in it.
+            where = _scrub(resp.headers.get("Location", "elsewhere"), self._api_key)
             raise ServerError(
                 f"{ep.name}: {detail} redirected to {where[:100]}; set COMET_URL_OVERRIDE "
                 "to the final address",

@@ -20,8 +20,9 @@ class ArchiveBusy(UsageError):
 
 
 def make_private_dir(path: Path) -> None:
-    """Create `path` (and its parents) if needed; the directory itself is 0700."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    """Create `path` and any missing parents, each 0700 (not 0777 & ~umask, as mkdir -p)."""
+    for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        missing.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -93,6 +93,7 @@ class CometStandIn:
             "cpuMonitorIntervalMillis": 68_000,
         }
         self.experiments: dict[str, dict[str, object]] = {}
+        self.date_offset_s = 0.0  # added to the Date header of every answer (a skewed clock)
         self._faults: dict[str | None, deque[Fault]] = {}
         self._outage: Fault | None = None
         self._outage_routes: set[str] | None = None
@@ -349,6 +350,10 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:
             return
 
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            when = time.time() if timestamp is None else timestamp
+            return super().date_time_string(when + server.date_offset_s)
+
         def do_GET(self) -> None:
             self._handle("GET")
 
@@ -363,6 +368,9 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             query = dict(parse_qsl(split.query, keep_blank_values=True))
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if len(raw) < length:  # the client died mid-request (kill -9): nothing arrived
+                self.close_connection = True
+                return
             headers = {k: v for k, v in self.headers.items()}
             route, path_key, method_ok = _find_route(method, split.path)
             rec = Recorded(
