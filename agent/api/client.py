@@ -262,7 +262,7 @@ class CometClient:
                 sdk_error_code=code,
             )
         if 300 <= status < 400:
-            where = resp.headers.get("Location", "elsewhere")
+            where = _scrub(resp.headers.get("Location", "elsewhere"), self._api_key)
             raise ServerError(
                 f"{ep.name}: {detail} redirected to {where[:100]}; set COMET_URL_OVERRIDE "
                 "to the final address",
@@ -358,7 +358,7 @@ def _decode(ep: Endpoint, resp: requests.Response, secret: str) -> Any:
         return None
     try:
         return resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
         kind = resp.headers.get("Content-Type", "no content type").split(";")[0]
         # A 2xx that is not JSON is a proxy or captive portal, not Comet: the data did not land.
         raise ServerError(
@@ -371,7 +371,7 @@ def _decode(ep: Endpoint, resp: requests.Response, secret: str) -> Any:
 def _error_fields(resp: requests.Response, secret: str) -> tuple[str, int | None]:
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     msg = ""
     code: int | None = None
