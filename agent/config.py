@@ -364,8 +364,12 @@ def _merge_toml(merge: _Merge, path: Path, *, required: bool, named_by: str = ""
             ) from None
         return
     except OSError as exc:
+        by = f" (from {named_by})" if named_by else ""
+        fix = (
+            "name the file itself" if isinstance(exc, IsADirectoryError) else "fix its permissions"
+        )
         raise ConfigError(
-            f"config file {shown} cannot be read ({exc.strerror}); fix its permissions"
+            f"config file {shown}{by} cannot be read ({exc.strerror}); {fix}"
         ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))

@@ -117,7 +117,7 @@ def _client_factory(server: CometStandIn):  # type: ignore[no-untyped-def]
     return make
 
 
-@fuzz(60, allow=[HealthCheck.function_scoped_fixture])  # one stand-in for every example
+@fuzz(100, allow=[HealthCheck.function_scoped_fixture])  # one stand-in for every example
 @given(
     status=STATUSES,
     body=BODIES,

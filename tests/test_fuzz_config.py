@@ -359,3 +359,14 @@ def test_ini_file_name_too_long_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     with pytest.raises(ConfigError, match=r"cannot be read: File name too long$"):
         load(tmp_path, {"COMET_CONFIG": "9" * 400})
+
+
+def test_config_variable_naming_a_directory_says_so(tmp_path: Path) -> None:
+    """COMET_AGENT_CONFIG naming a directory: the message names the variable and the fix."""
+    (tmp_path / "home").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"COMET_AGENT_CONFIG": str(tmp_path)})
+    assert str(caught.value) == (
+        f"config file {tmp_path} (from COMET_AGENT_CONFIG) cannot be read (Is a directory); "
+        "name the file itself"
+    )

@@ -189,7 +189,7 @@ def check_sane(sample: Sample, sampler: GpuSampler, told: set[str]) -> None:
                 assert sent or named, (key, metric, sample.unsupported, told)
 
 
-@fuzz(150)
+@fuzz(200)
 @given(
     gpus=st.tuples(fake_gpus(UUIDS[0]), fake_gpus(UUIDS[1])),
     watched=st.none() | st.sets(st.integers(0, 10), max_size=3),

@@ -268,5 +268,5 @@ class OutboxMachine(RuleBasedStateMachine):
         assert self.box.next_ready_ms() == (min(latest.values()) if latest else None)
 
 
-OutboxMachine.TestCase.settings = fuzz(40, stateful_step_count=30)
+OutboxMachine.TestCase.settings = fuzz(60, stateful_step_count=30)
 TestOutboxMachine = OutboxMachine.TestCase

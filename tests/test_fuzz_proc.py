@@ -419,7 +419,7 @@ def run(make: Callable[[], object], swap: Callable[[], None] | None) -> None:
             check_sample(sample)
 
 
-@fuzz(80)
+@fuzz(150)
 @given(data=st.data(), tree=st.sampled_from(TREES), before=st.booleans())
 def test_samplers_on_a_tree_with_one_odd_file(data: st.DataObject, tree: str, before: bool) -> None:
     """One file of a fixture tree replaced (before the samplers start, or between samples)."""
