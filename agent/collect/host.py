@@ -117,7 +117,7 @@ def parse_meminfo_total(text: str) -> int:
 
 def parse_btime(text: str) -> int:
     """Return the boot time in ms since the epoch from the text of /proc/stat."""
-    match = re.search(r"^btime\s+(\d{1,20})\s*$", text, re.MULTILINE)
+    match = re.search(r"^btime\s+(\d{1,15})\s*$", text, re.MULTILINE)  # ms fit 64 bits
     if match is None:
         raise CollectorError(f"/proc/stat: no btime line in {text[:40]!r}")
     return int(match.group(1)) * 1000

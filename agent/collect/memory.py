@@ -66,9 +66,8 @@ def parse_meminfo(text: str) -> Memory:
                 fields[name] = int(rest.split()[0]) * 1024
             except (IndexError, ValueError):
                 fields[name] = -1
-            if (
-                not 0 <= fields[name] < 1 << 63
-            ):  # bytes in a signed 64-bit number, as Comet keeps them
+            # Bytes fit a signed 64-bit number (what Comet keeps) and are never negative.
+            if not 0 <= fields[name] < 1 << 63:
                 raise CollectorError(f"/proc/meminfo: unexpected line {line[:60]!r}")
             if name == "MemAvailable" and "MemTotal" in fields:
                 break  # lines 1 and 3 of ~55: the rest is only needed by old kernels
