@@ -331,7 +331,8 @@ def load_settings(
         Path(env["COMET_AGENT_CONFIG"]) if env.get("COMET_AGENT_CONFIG") else None
     )
     if explicit_toml is not None:
-        _merge_toml(merge, explicit_toml.expanduser(), required=True)
+        named_by = "--config" if config_path else "COMET_AGENT_CONFIG"
+        _merge_toml(merge, _expand(explicit_toml, named_by), required=True, named_by=named_by)
     else:
         _merge_toml(merge, system_config, required=False)
         user_dir = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
@@ -352,46 +353,51 @@ def load_settings(
     return _finish(merge, env, home)
 
 
-def _merge_toml(merge: _Merge, path: Path, *, required: bool) -> None:
+def _merge_toml(merge: _Merge, path: Path, *, required: bool, named_by: str = "") -> None:
+    shown = _shown(str(path))
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         if required:
             raise ConfigError(
-                f"config file {path} does not exist; create it or fix --config"
+                f"config file {shown} does not exist; create it or fix {named_by or '--config'}"
             ) from None
         return
     except OSError as exc:
+        by = f" (from {named_by})" if named_by else ""
+        fix = (
+            "name the file itself" if isinstance(exc, IsADirectoryError) else "fix its permissions"
+        )
         raise ConfigError(
-            f"config file {path} cannot be read ({exc.strerror}); fix its permissions"
+            f"config file {shown}{by} cannot be read ({exc.strerror}); {fix}"
         ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"config file {shown} is not valid TOML: {exc}") from None
     merge.files.append(str(path))
     for section, table in data.items():
         if section not in _SECTIONS:
             raise ConfigError(
-                f"unknown section [{section}] in {path}{_hint(section, _SECTIONS)}; "
+                f"unknown section [{_shown(section)}] in {shown}{_hint(section, _SECTIONS)}; "
                 "see config.example.toml"
             )
         if not isinstance(table, dict):
-            raise ConfigError(f"{section} in {path} must be a [section] table")
+            raise ConfigError(f"{_shown(section)} in {shown} must be a [section] table")
         for key, value in table.items():
             opt = next((o for o in OPTIONS if o.section == section and o.key == key), None)
             if opt is None:
                 if section == "comet" and key == "api_key":
                     raise ConfigError(
-                        f"{path} holds api_key: put the key in a file of its own "
+                        f"{shown} holds api_key: put the key in a file of its own "
                         "and set [comet] api_key_file, or use COMET_API_KEY"
                     )
                 known = {o.key for o in OPTIONS if o.section == section}
                 raise ConfigError(
-                    f"unknown key [{section}] {key} in {path}{_hint(key, known)}; "
+                    f"unknown key [{section}] {_shown(key)} in {shown}{_hint(key, known)}; "
                     "see config.example.toml"
                 )
-            merge.values[(section, key)] = _coerce(opt, value, str(path))
+            merge.values[(section, key)] = _coerce(opt, value, shown)
             merge.explicit.add(opt.field)
 
 
@@ -399,32 +405,40 @@ def _ini_paths(env: Mapping[str, str], home: Path, cwd: Path) -> list[Path]:
     paths = [home / ".comet.config", cwd / ".comet.config"]
     named = env.get("COMET_CONFIG") or env.get("COMET_INI")
     if named:
-        target = Path(named).expanduser()
-        paths.append(target / ".comet.config" if target.is_dir() else target)
+        target = _expand(Path(named), "COMET_CONFIG" if env.get("COMET_CONFIG") else "COMET_INI")
+        try:
+            is_dir = target.is_dir()
+        except OSError:  # a name too long, a directory we may not search: _merge_ini says so
+            is_dir = False
+        paths.append(target / ".comet.config" if is_dir else target)
     return paths
 
 
 def _merge_ini(merge: _Merge, path: Path) -> None:
-    if not path.is_file():
-        return
+    shown = _shown(str(path))
+    try:
+        if not path.is_file():
+            return
+    except OSError as exc:
+        raise ConfigError(f"Comet config file {shown} cannot be read: {exc.strerror}") from None
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with path.open(encoding="utf-8") as fh:
             parser.read_file(fh)
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
-        raise ConfigError(f"Comet config file {path} cannot be read: {reason}") from None
+        raise ConfigError(f"Comet config file {shown} cannot be read: {reason}") from None
     merge.files.append(str(path))
     if parser.has_option("comet", "api_key"):
         key = parser.get("comet", "api_key").strip()
         if key:
-            merge.key = _check_key(key, f"api_key in {path}")
+            merge.key = _check_key(key, f"api_key in {shown}")
             merge.key_source = str(path)
     for opt in OPTIONS:
         place = opt.ini_place
         if place and parser.has_option(*place):
             text = parser.get(*place)
-            source = f"{path} [{place[0]}] {place[1]}"
+            source = f"{shown} [{place[0]}] {place[1]}"
             merge.values[(opt.section, opt.key)] = _parse_text(opt, text, source)
             merge.explicit.add(opt.field)
 
@@ -456,7 +470,7 @@ def _merge_flags(merge: _Merge, flags: Mapping[str, object]) -> None:
         opt = option(name)
         source = f"--{name.replace('_', '-')}"
         if opt.key == "api_key_file":
-            path = Path(str(value)).expanduser()
+            path = _expand(Path(str(value)), source)
             merge.key = _read_key_file(path, source)
             merge.key_source = source
         merge.values[(opt.section, opt.key)] = _coerce(opt, value, source)
@@ -561,21 +575,24 @@ def _coerce(opt: Option, value: object, source: str) -> object:
             value = int(value)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{opt.name} must be a finite number, got {value!r} ({source})")
-        number = opt.type(value)
-        if (opt.minimum is not None and number < opt.minimum) or (
-            opt.maximum is not None and number > opt.maximum
+        # Bounds before the conversion: float() of a 400-digit TOML integer overflows.
+        if (opt.minimum is not None and value < opt.minimum) or (
+            opt.maximum is not None and value > opt.maximum
         ):
             raise ConfigError(
                 f"{opt.name} must be between {opt.minimum:g} and {opt.maximum:g}, "
                 f"got {value!r} ({source})"
             )
-        return number
+        try:
+            return opt.type(value)
+        except OverflowError:  # an unbounded float option given a huge integer
+            raise ConfigError(f"{opt.name} is too large, got {value!r} ({source})") from None
     if value == "" and opt.default is None:
         return None  # an empty value unsets an optional key, as `key = ""` in the example file
     if opt.type is Path:
-        if not isinstance(value, str | Path) or not str(value):
+        if not isinstance(value, str | Path) or not str(value) or "\0" in str(value):
             raise ConfigError(f"{opt.name} must be a path, got {value!r} ({source})")
-        return Path(value).expanduser()
+        return _expand(Path(value), f"{opt.name} ({source})")
     if not isinstance(value, str):
         raise ConfigError(f"{opt.name} must be a string, got {value!r} ({source})")
     if opt.choices and value.lower() not in opt.choices:
@@ -585,20 +602,31 @@ def _coerce(opt: Option, value: object, source: str) -> object:
     return value.lower() if opt.choices else value
 
 
-def _read_key_file(path: Path, source: str) -> str:
+def _expand(path: Path, source: str) -> Path:
+    """Return `path` with ``~`` expanded; ConfigError for ``~name`` of an unknown user."""
     try:
-        text = path.expanduser().read_text(encoding="utf-8")
+        return path.expanduser()
+    except RuntimeError:
+        raise ConfigError(
+            f"cannot expand the ~ in {str(path)!r} ({source}); write the full path"
+        ) from None
+
+
+def _read_key_file(path: Path, source: str) -> str:
+    shown = _shown(str(path))
+    try:
+        text = _expand(path, source).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"API key file {path} ({source}) does not exist; create it or fix the path"
+            f"API key file {shown} ({source}) does not exist; create it or fix the path"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"API key file {path} ({source}) cannot be read: {reason}") from None
+        raise ConfigError(f"API key file {shown} ({source}) cannot be read: {reason}") from None
     key = text.strip()
     if not key:
-        raise ConfigError(f"API key file {path} ({source}) is empty; write the key into it")
-    return _check_key(key, f"API key file {path}")
+        raise ConfigError(f"API key file {shown} ({source}) is empty; write the key into it")
+    return _check_key(key, f"API key file {shown}")
 
 
 def _check_key(key: str, source: str) -> str:
@@ -624,6 +652,11 @@ def _url_from_key(key: str) -> str | None:
     if not isinstance(base, str) or not base.startswith(("http://", "https://")):
         return None
     return base.rstrip("/") + "/clientlib/"
+
+
+def _shown(name: str) -> str:
+    """`name` as written, or quoted with escapes when it holds line breaks or other controls."""
+    return name if name.isprintable() else repr(name)
 
 
 def _hint(word: str, known: set[str]) -> str:

@@ -9,7 +9,8 @@ applies them. The clamps and the precedence are our own policy, SPEC.md §3.2
 REC, deliberately safer than the SDK (which beats in a tight loop on a 0):
 
 - a value that is not a positive number (missing, zero, negative, a string,
-  a boolean, NaN) is ignored and the previous interval holds;
+  a boolean, NaN, an integer past the float range) is ignored and the
+  previous interval holds;
 - a valid value is clamped to ``[min_interval_s, max_interval_s]``;
 - a sampling interval the user set explicitly (flag, env, config file) wins
   over the server's; the server's wins over the built-in 30 s default;
@@ -120,6 +121,10 @@ def _seconds(raw: object) -> float | None:
     """Milliseconds as sent → seconds, or None when the value is not a positive finite number."""
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
-    if not math.isfinite(raw) or raw <= 0:
+    try:
+        seconds = raw / 1000.0
+    except OverflowError:  # JSON integers have no size limit; 10**400 ms is garbage
         return None
-    return raw / 1000.0
+    if not math.isfinite(seconds) or raw <= 0:
+        return None
+    return seconds

@@ -59,12 +59,13 @@ class OutputStats:
 class _Partial:
     """The unfinished line of one stream."""
 
-    __slots__ = ("buf", "cut", "kept", "last_ms", "since")
+    __slots__ = ("buf", "cr_last", "cut", "kept", "last_ms", "since")
 
     def __init__(self) -> None:
         self.buf = bytearray()  # kept bytes not sent yet
         self.kept = 0  # bytes of this line counted against max_line_bytes, sent ones included
         self.cut = 0  # bytes of this line dropped past max_line_bytes
+        self.cr_last = False  # the last byte this line got was "\r" (kept, or cut past the limit)
         self.since: float | None = None  # monotonic time of the first byte not sent yet
         self.last_ms = 0  # when the last byte arrived
 
@@ -73,6 +74,7 @@ class _Partial:
         self.buf = bytearray()  # a new object: .clear() may keep a 1 MB allocation
         self.kept = 0
         self.cut = 0
+        self.cr_last = False
 
 
 class OutputStream:
@@ -189,7 +191,7 @@ class OutputStream:
         if cr >= 0:
             part.reset()
             start = cr
-        elif part.buf.endswith(b"\r"):  # the "\r" that ended the last chunk was not "\r\n"
+        elif part.cr_last:  # the "\r" that ended the last chunk was not "\r\n"
             part.reset()
             part.buf += b"\r"
             part.kept = 1
@@ -204,6 +206,8 @@ class OutputStream:
             part.kept = self._max  # closed: nothing more of this line is kept
             part.cut += size - take
             self._stats.cut_bytes += size - take
+        # Not buf.endswith(b"\r"): past the limit the "\r" is cut, and still starts the line over.
+        part.cr_last = data[end - 1] == 0x0D
         if part.since is None:
             part.since = time.monotonic()
         part.last_ms = now

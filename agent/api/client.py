@@ -361,7 +361,7 @@ def _decode(ep: Endpoint, resp: requests.Response, secret: str) -> Any:
         return None
     try:
         return resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
         kind = resp.headers.get("Content-Type", "no content type").split(";")[0]
         # A 2xx that is not JSON is a proxy or captive portal, not Comet: the data did not land.
         raise ServerError(
@@ -374,7 +374,7 @@ def _decode(ep: Endpoint, resp: requests.Response, secret: str) -> Any:
 def _error_fields(resp: requests.Response, secret: str) -> tuple[str, int | None]:
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     msg = ""
     code: int | None = None

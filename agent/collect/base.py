@@ -49,6 +49,8 @@ def read_small(path: Path, limit: int = _READ_LIMIT) -> str:
         raise NoData(f"{path} does not exist") from None
     except OSError as exc:
         raise CollectorError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the path: a mount point read from an odd mountinfo
+        raise CollectorError(f"cannot read {str(path)!r}: the path holds a NUL byte") from None
     return data.decode("utf-8", errors="replace")
 
 

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ V1, V2, HYBRID = "v1", "v2", "hybrid"
 # v1 reports "no limit" as PAGE_COUNTER_MAX pages in bytes (0x7FFFFFFFFFFFF000 with 4 KiB
 # pages, a little less with 64 KiB ones); nothing real comes near 2**62 bytes.
 _V1_UNLIMITED = 1 << 62
+_OCTAL = re.compile(rb"\\([0-3][0-7]{2})")
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,20 @@ def parse_mountinfo(text: str) -> list[Mount]:
 
 
 def _unescape(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...).
+    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...), and
+    # nothing else: any other backslash is taken as it stands.
     if "\\" not in field:
         return field
-    return field.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+    raw = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field.encode())
+    return raw.decode("utf-8", "replace")
+
+
+def _number(word: str) -> int:
+    """Return the integer in `word`; ValueError unless a 64-bit kernel value can hold it."""
+    value = int(word)
+    if not -(1 << 63) <= value < 1 << 64:
+        raise ValueError(word)
+    return value
 
 
 def parse_cpu_max(text: str) -> float | None:
@@ -125,7 +138,7 @@ def parse_cpu_max(text: str) -> float | None:
     if len(parts) == 2 and parts[0] == "max":
         return None
     try:
-        quota, period = int(parts[0]), int(parts[1])
+        quota, period = _number(parts[0]), _number(parts[1])
     except (IndexError, ValueError):
         raise CollectorError(f"cpu.max: unexpected content {text[:40]!r}") from None
     if period <= 0 or quota <= 0:
@@ -159,7 +172,7 @@ def parse_memory_limit(text: str) -> int | None:
 def parse_int(text: str, what: str) -> int:
     """Return the one integer a cgroup file holds (memory.current, cpuacct.usage, ...)."""
     try:
-        return int(text.strip())
+        return _number(text.strip())
     except ValueError:
         raise CollectorError(f"{what}: expected a number, got {text[:40]!r}") from None
 
@@ -172,7 +185,7 @@ def parse_keyed(text: str, what: str) -> dict[str, int]:
         if not key:
             continue
         try:
-            out[key] = int(value)
+            out[key] = _number(value)
         except ValueError:
             raise CollectorError(f"{what}: unexpected line {line[:60]!r}") from None
     if not out:
@@ -187,9 +200,12 @@ def parse_psi_some_avg10(text: str) -> float:
             for word in line.split()[1:]:
                 if word.startswith("avg10="):
                     try:
-                        return float(word[6:])
+                        value = float(word[6:])
                     except ValueError:
                         break
+                    if math.isfinite(value) and value >= 0:  # a share of time, in percent
+                        return value
+                    break
     raise CollectorError(f"pressure file: no 'some avg10=' in {text[:60]!r}")
 
 
@@ -249,8 +265,9 @@ def _directory(roots: Roots, mount: Mount, cgroup_path: str) -> Path:
         rel = ""  # outside the mount's subtree ("/../.."): a container sees itself at the root
     if rel and "/.." not in "/" + rel:
         found = base / rel
-        if found.is_dir():
-            return found
+        with contextlib.suppress(OSError):  # a name too long, say: not a directory we can use
+            if found.is_dir():
+                return found
     # In a container the cgroup file often names the host's path ("/docker/<id>") while the
     # container's own cgroup is mounted at the root of its /sys/fs/cgroup.
     return base
@@ -378,7 +395,8 @@ def host_memory(roots: Roots = Roots()) -> int:
     """Return MemTotal in bytes from /proc/meminfo."""
     for line in read_small(roots.proc / "meminfo").splitlines():
         if line.startswith("MemTotal:"):
-            return parse_int(line.split()[1], "MemTotal") * 1024
+            words = line.split()  # "MemTotal:  32768000 kB"
+            return parse_int(words[1] if len(words) > 1 else "", "MemTotal") * 1024
     raise CollectorError(f"{roots.proc / 'meminfo'}: no MemTotal line")
 
 

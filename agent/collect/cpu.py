@@ -18,6 +18,7 @@ the host's list is what psutil measures and what the endpoint describes
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import psutil
@@ -55,7 +56,8 @@ def quota_percent(prev: CpuStat, now: CpuStat, quota_cpus: float, wall_ms: int) 
 def throttled_percent(prev: CpuStat, now: CpuStat) -> float:
     """Return the share of CFS periods that were throttled between two readings (0 when none)."""
     periods = now.nr_periods - prev.nr_periods
-    return round((now.nr_throttled - prev.nr_throttled) / periods * 100, 2) if periods > 0 else 0.0
+    throttled = now.nr_throttled - prev.nr_throttled
+    return round(min(100.0, throttled / periods * 100), 2) if periods > 0 else 0.0
 
 
 def _read_stat(cg: Cgroup, stamp: int) -> tuple[int, CpuStat] | None:
@@ -90,8 +92,11 @@ class CpuSampler:
         host_cpus = len(cpu_percent())
         self._prev: tuple[int, CpuStat] | None = None
         cg = self._cgroup
-        if cg is not None and cpu_limit_binds(read_cpu_quota(cg), host_cpus):
-            self._prev = _read_stat(cg, clock())
+        # A cgroup file that cannot be read now must not stop the agent from starting:
+        # collect() raises the same CollectorError on schedule, and the other samplers go on.
+        with contextlib.suppress(CollectorError):
+            if cg is not None and cpu_limit_binds(read_cpu_quota(cg), host_cpus):
+                self._prev = _read_stat(cg, clock())
 
     def collect(self) -> Sample:
         """Read utilisation since the previous sample."""
@@ -142,10 +147,16 @@ class CpuSampler:
             del metrics["sys.cpu.percent.avg"]
             return
         metrics["sys.cpu.percent.avg"] = quota_percent(prev[1], now[1], quota, now[0] - prev[0])
-        metrics["sys.cpu.throttled_percent"] = throttled_percent(prev[1], now[1])
-        metrics["sys.cpu.throttled_s"] = round(
-            (now[1].throttled_ns - prev[1].throttled_ns) / 1e9, 3
+        before, after = prev[1], now[1]
+        deltas = (
+            after.nr_periods - before.nr_periods,
+            after.nr_throttled - before.nr_throttled,
+            after.throttled_ns - before.throttled_ns,
         )
+        if min(deltas) < 0:
+            return  # a throttling counter went back (a damaged cpu.stat): no throttling rate
+        metrics["sys.cpu.throttled_percent"] = throttled_percent(before, after)
+        metrics["sys.cpu.throttled_s"] = round(deltas[2] / 1e9, 3)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,14 +1,19 @@
 """What NVML readings look like once they leave agent/collect/nvml.py: plain frozen dataclasses.
 
-Units are in the names; a field a device cannot give is None, never 0.
+Units are in the names; a field a device cannot give is None, never 0. The
+checks at the bottom say which values NVML may hand over at all: NVML's
+counters are unsigned, so a negative, fractional or non-numeric value (or
+a percentage past 100) is a broken driver or binding, and is left out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 Handle = Any  # an NVML device handle: a ctypes pointer from pynvml, any object from the fake
+_PCIE_KB = 1024  # NVML gives PCIe throughput in KB/s (nvidia-smi's unit); we send bytes/s
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,48 @@ class XidEvent:
 
     uuid: str | None
     xid: int
+
+
+def whole(value: object) -> int | None:
+    """Return `value` if it is a whole number >= 0 (what NVML's counters are), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def percent(value: object) -> int | None:
+    """Return `value` if it is a whole percentage from 0 to 100, else None."""
+    count = whole(value)
+    return count if count is not None and count <= 100 else None
+
+
+def gpu_processes(found: object) -> tuple[GpuProcess, ...] | None:
+    """Return NVML's compute processes as GpuProcess, or None if any pid or size is nonsense."""
+    if not isinstance(found, Iterable) or isinstance(found, str | bytes):
+        return None
+    out = []
+    for proc in found:
+        pid, size = whole(getattr(proc, "pid", None)), getattr(proc, "usedGpuMemory", None)
+        if pid is None or (size is not None and whole(size) is None):
+            return None
+        out.append(GpuProcess(pid, size))
+    return tuple(out)
+
+
+def checked(field: str, value: object) -> object | None:
+    """Return NVML's `value` for the GpuReading `field` in our units, or None if it is nonsense.
+
+    Utilisation is a percentage; a fan may run past 100 % (NVML's own docs say so).
+    """
+    if field == "processes":
+        return gpu_processes(value)
+    if field in ("gpu_utilization_percent", "memory_utilization_percent"):
+        return percent(value)
+    count = whole(value)
+    return count * _PCIE_KB if count is not None and field.startswith("pcie_") else count
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """`value` for a one-line message: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

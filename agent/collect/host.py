@@ -107,15 +107,17 @@ def parse_topology(pairs: Sequence[tuple[str, str]]) -> int | None:
 
 def parse_meminfo_total(text: str) -> int:
     """Return MemTotal in bytes from the text of /proc/meminfo."""
-    match = re.search(r"^MemTotal:\s+(\d+)\s*kB\s*$", text, re.MULTILINE)
-    if match is None:
+    # At most 20 digits: a 64-bit value, and int() refuses strings past 4300 digits.
+    match = re.search(r"^MemTotal:\s+(\d{1,20})\s*kB\s*$", text, re.MULTILINE)
+    total = -1 if match is None else int(match.group(1)) * 1024
+    if not 0 <= total < 1 << 63:  # bytes in a signed 64-bit number, as Comet keeps them
         raise CollectorError(f"/proc/meminfo: no MemTotal line in {text[:40]!r}")
-    return int(match.group(1)) * 1024
+    return total
 
 
 def parse_btime(text: str) -> int:
     """Return the boot time in ms since the epoch from the text of /proc/stat."""
-    match = re.search(r"^btime\s+(\d+)\s*$", text, re.MULTILINE)
+    match = re.search(r"^btime\s+(\d{1,15})\s*$", text, re.MULTILINE)  # ms fit 64 bits
     if match is None:
         raise CollectorError(f"/proc/stat: no btime line in {text[:40]!r}")
     return int(match.group(1)) * 1000

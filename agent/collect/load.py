@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from agent.api import bodies
 from agent.collect.base import Clock, Roots, Sample, read_small
 from agent.errors import CollectorError
@@ -11,9 +13,12 @@ from agent.message import now_ms
 def parse_loadavg(text: str) -> float:
     """Return the 1-minute load average from the text of /proc/loadavg."""
     try:
-        return float(text.split(maxsplit=1)[0])
+        load = float(text.split(maxsplit=1)[0])
     except (IndexError, ValueError):
-        raise CollectorError(f"/proc/loadavg: unexpected content {text[:40]!r}") from None
+        load = math.nan
+    if not math.isfinite(load) or load < 0:  # "nan", "inf", "-1": not a load the kernel writes
+        raise CollectorError(f"/proc/loadavg: unexpected content {text[:40]!r}")
+    return load
 
 
 class LoadSampler:

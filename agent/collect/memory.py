@@ -65,7 +65,10 @@ def parse_meminfo(text: str) -> Memory:
             try:
                 fields[name] = int(rest.split()[0]) * 1024
             except (IndexError, ValueError):
-                raise CollectorError(f"/proc/meminfo: unexpected line {line[:60]!r}") from None
+                fields[name] = -1
+            # Bytes fit a signed 64-bit number (what Comet keeps) and are never negative.
+            if not 0 <= fields[name] < 1 << 63:
+                raise CollectorError(f"/proc/meminfo: unexpected line {line[:60]!r}")
             if name == "MemAvailable" and "MemTotal" in fields:
                 break  # lines 1 and 3 of ~55: the rest is only needed by old kernels
     if not fields.get("MemTotal"):
@@ -94,9 +97,10 @@ class MemorySampler:
         if self._cgroup is None:
             return None
         try:
-            return read_memory_events(self._cgroup).get("oom_kill")
+            kills = read_memory_events(self._cgroup).get("oom_kill")
         except CollectorError:
             return None
+        return kills if kills is None or kills >= 0 else None  # a count: negative is damage
 
     def collect(self) -> Sample:
         """Read memory now."""

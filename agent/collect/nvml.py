@@ -23,12 +23,11 @@ from typing import Any, TypeVar
 import pynvml
 
 from agent.collect.budget import BudgetedWorker, Overrun
-from agent.collect.gpu_types import GpuProcess, GpuReading, GpuStatic, Handle, XidEvent
+from agent.collect.gpu_types import GpuReading, GpuStatic, Handle, XidEvent, checked, shown, whole
 from agent.errors import CollectorError, GpuLost, NoData, Unsupported
 
 T = TypeVar("T")
 _EVENT_POLL_LIMIT = 64  # events drained per poll, so a storm cannot keep a sample busy
-_PCIE_KB = 1024  # NVML gives PCIe throughput in KB/s (nvidia-smi's unit); we send bytes/s
 
 
 class NvmlUnavailable(CollectorError):
@@ -68,6 +67,9 @@ def _translate(call: str, where: str, exc: Exception) -> Exception:
             "access to /dev/nvidia*"
         )
     return CollectorError(f"NVML {call} failed{on}: {exc}")
+
+
+NOTED = object()  # what _optional returns for a field that failed (None is a value it may give)
 
 
 def _unavailable(exc: Exception) -> NvmlUnavailable:
@@ -206,7 +208,7 @@ class Nvml:
     def _optional(
         self, call: str, where: str, fields: Sequence[str], notes: _Notes, *args: object
     ) -> Any:
-        """Call; on Unsupported or another per-field failure note it and return None.
+        """Call; on Unsupported or another per-field failure note it and return ``NOTED``.
 
         GpuLost and NvmlStuck go up: they end the device's reading.
         """
@@ -223,7 +225,7 @@ class Nvml:
             notes.unsupported.update(fields)
         except CollectorError as exc:
             notes.errors.extend((f, str(exc)) for f in fields)
-        return None
+        return NOTED
 
     def _maybe(self, call: str, where: str, *args: object) -> Any:
         """Call, or return None on any failure but a stuck driver (static facts: best effort)."""
@@ -298,8 +300,8 @@ class Nvml:
             nvml_index=nvml_index,
             name=None if name is None else _text(name),
             uuid=None if uuid is None else _text(uuid),
-            total_bytes=None if memory is None else int(memory.total),
-            power_limit_mw=None if limit is None else int(limit),
+            total_bytes=None if memory is None else whole(getattr(memory, "total", None)),
+            power_limit_mw=whole(limit),
             mig_enabled=None if mode is None else mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE,
         )
 
@@ -313,31 +315,39 @@ class Nvml:
         memory cannot be read.
         """
         memory = self._call("nvmlDeviceGetMemoryInfo", where, handle)
-        notes = _Notes()
-        busy = self._optional("nvmlDeviceGetUtilizationRates", where, _BUSY, notes, handle)
-        values: dict[str, Any] = {}
-        if busy is not None:
-            values["gpu_utilization_percent"] = int(busy.gpu)
-            values["memory_utilization_percent"] = int(busy.memory)
-        for key, call, extra in _WHOLE_GPU if whole_gpu else ():
-            value = self._optional(call, where, (key,), notes, handle, *extra)
-            if value is not None:
-                values[key] = int(value) * _PCIE_KB if key.startswith("pcie_") else int(value)
-        if processes:
-            procs = self._optional(
-                "nvmlDeviceGetComputeRunningProcesses", where, ("processes",), notes, handle
+        total, used, free = (whole(getattr(memory, n, None)) for n in ("total", "used", "free"))
+        if total is None or used is None or free is None or used > total:
+            raise CollectorError(
+                f"NVML nvmlDeviceGetMemoryInfo{_on(where)} gave impossible figures (total "
+                f"{shown(memory.total)}, used {shown(memory.used)}, free {shown(memory.free)}); "
+                "skipped this time"
             )
-            if procs is not None:
-                values["processes"] = tuple(
-                    GpuProcess(
-                        int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory)
-                    )
-                    for p in procs
+        notes = _Notes()
+        found: dict[str, tuple[str, object]] = {}  # field → (the call, what it gave)
+        busy = self._optional("nvmlDeviceGetUtilizationRates", where, _BUSY, notes, handle)
+        if busy is not NOTED:
+            for key, part in zip(_BUSY, ("gpu", "memory"), strict=True):
+                found[key] = ("nvmlDeviceGetUtilizationRates", getattr(busy, part, None))
+        wanted = list(_WHOLE_GPU if whole_gpu else ())
+        if processes:
+            wanted.append(("processes", "nvmlDeviceGetComputeRunningProcesses", ()))
+        for key, call, extra in wanted:
+            value = self._optional(call, where, (key,), notes, handle, *extra)
+            if value is not NOTED:
+                found[key] = (call, value)
+        values: dict[str, Any] = {}
+        for key, (call, value) in found.items():
+            good = checked(key, value)
+            if good is None:  # a broken driver or binding: never sent, always reported
+                notes.errors.append(
+                    (key, f"NVML {call}{_on(where)} gave {shown(value)} for {key}; left out")
                 )
+            else:
+                values[key] = good
         return GpuReading(
-            total_bytes=int(memory.total),
-            used_bytes=int(memory.used),
-            free_bytes=int(memory.free),
+            total_bytes=total,
+            used_bytes=used,
+            free_bytes=free,
             unsupported=frozenset(notes.unsupported),
             errors=tuple(notes.errors),
             **values,

@@ -128,7 +128,7 @@ def parse_probe_output(stdout: str) -> PythonEnv:
             packages=sort_packages(str(p) for p in packages),
             source="target",
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: "[[[[..."
         raise CollectorError(
             f"the Python probe printed unexpected JSON: {lines[-1][:60]!r}"
         ) from None

@@ -548,7 +548,7 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
         ) -> None:
             rec.status = status
             server._record(rec)
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()  # bytes: raw
             self._send_raw(status, data, "application/json", headers)
 
         def _send_raw(
