@@ -140,7 +140,9 @@ def test_kill_9_during_outage_then_restart_loses_nothing(
     wait_until(lambda: set(taken) <= set(_cpu_stamps(server, key)), timeout_s=30)
     assert second.stop() == 0
     arrived = _cpu_stamps(server, key)
-    assert sorted(set(arrived)) == sorted(set(taken))
+    assert set(taken) <= set(arrived)
+    # A sample written but not yet logged when the kill came arrives too: at most that one.
+    assert len(set(arrived) - set(taken)) <= 1
     assert arrived == sorted(arrived)
 
 
