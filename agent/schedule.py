@@ -11,6 +11,9 @@ APScheduler 3.x plans on the wall clock. ``ClockWatch`` notices the wall
 clock jumping against the monotonic one (NTP step, suspend, an admin's
 ``date -s``) and ``resync`` then restarts every job's spacing from now:
 without it a jump back of an hour stalls every job for an hour.
+
+APScheduler is imported when the first job is added, not with this module:
+``comet-agent run`` starts the command first and its jobs after.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
+from typing import Any
 
 from agent.errors import AgentError
 from agent.log import RateLimiter, get_logger
@@ -61,19 +62,37 @@ class Scheduler:
     workers: int = 4
     _jobs: dict[str, _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held across each change to APScheduler's jobs, and by shutdown() while it marks the
+    # scheduler closed: APScheduler's shutdown(wait=True) joins the running jobs while holding
+    # its job-store lock, so a job (the heartbeat) that reschedules then would wait forever.
+    _change_lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+    _aps: Any = None  # the BackgroundScheduler, made by the first add()
 
-    def __post_init__(self) -> None:
-        self._sched = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": ThreadPoolExecutor(self.workers)},
-            job_defaults={"coalesce": True, "max_instances": 1},
-        )
+    @property
+    def _sched(self) -> Any:
+        if self._aps is None:
+            from apscheduler.executors.pool import ThreadPoolExecutor
+            from apscheduler.schedulers.background import BackgroundScheduler
+
+            self._aps = BackgroundScheduler(
+                timezone=UTC,
+                executors={"default": ThreadPoolExecutor(self.workers)},
+                job_defaults={"coalesce": True, "max_instances": 1},
+            )
+        return self._aps
 
     def add(self, job_id: str, fn: Job, interval_s: float, *, run_now: bool = True) -> None:
         """Schedule `fn` every `interval_s` seconds, first at once unless `run_now` is false."""
         with self._lock:
             self._jobs[job_id] = _Entry(fn, interval_s)
         first = _now() if run_now else _now() + timedelta(seconds=interval_s)
+        with self._change_lock:
+            if self._closed:
+                return
+            self._add(job_id, fn, interval_s, first)
+
+    def _add(self, job_id: str, fn: Job, interval_s: float, first: datetime) -> None:
         self._sched.add_job(
             fn,
             "interval",
@@ -96,30 +115,36 @@ class Scheduler:
             if entry is None or entry.interval_s == interval_s:
                 return False
             entry.interval_s = interval_s
-        # The first run at the new pace comes one new interval from now; a job that was
-        # due sooner than that keeps its earlier slot, so a shorter interval takes effect fast.
-        job = self._sched.get_job(job_id)
-        due = job.next_run_time if job is not None else None
-        start = _now() + timedelta(seconds=interval_s)
-        if due is not None and due < start:
-            start = due
-        self._sched.modify_job(
-            job_id,
-            trigger=_trigger(interval_s, start),
-            misfire_grace_time=_grace(interval_s),
-            next_run_time=start,
-        )
+        with self._change_lock:
+            if self._closed:
+                return True  # recorded; there is no next run to move
+            # The first run at the new pace comes one new interval from now; a job that was
+            # due sooner than that keeps its earlier slot, so a shorter interval takes effect fast.
+            job = self._sched.get_job(job_id)
+            due = job.next_run_time if job is not None else None
+            start = _now() + timedelta(seconds=interval_s)
+            if due is not None and due < start:
+                start = due
+            self._sched.modify_job(
+                job_id,
+                trigger=_trigger(interval_s, start),
+                misfire_grace_time=_grace(interval_s),
+                next_run_time=start,
+            )
         return True
 
     def resync(self) -> None:
         """Restart every job's spacing from now (after a wall-clock jump)."""
         with self._lock:
             entries = dict(self._jobs)
-        for job_id, entry in entries.items():
-            start = _now() + timedelta(seconds=entry.interval_s)
-            self._sched.modify_job(
-                job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
-            )
+        with self._change_lock:
+            if self._closed:
+                return
+            for job_id, entry in entries.items():
+                start = _now() + timedelta(seconds=entry.interval_s)
+                self._sched.modify_job(
+                    job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
+                )
 
     def run_now(self, job_id: str) -> None:
         """Run a job once in the calling thread (the last sample at stop)."""
@@ -134,8 +159,10 @@ class Scheduler:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish."""
-        if self._sched.running:
-            self._sched.shutdown(wait=wait)
+        with self._change_lock:
+            self._closed = True  # from here on a job's reschedule() leaves APScheduler alone
+        if self._aps is not None and self._aps.running:
+            self._aps.shutdown(wait=wait)
 
 
 def _now() -> datetime:

@@ -104,3 +104,30 @@ def test_clock_watch_sees_jumps() -> None:
     wall[0] += 10
     mono[0] += 1
     assert watch.jumped() == pytest.approx(9)
+
+
+def test_a_job_rescheduling_during_shutdown_does_not_hang_it() -> None:
+    """The heartbeat changing an interval while stop() waits for it: shutdown still returns."""
+    sched = Scheduler(workers=2)
+    sched.start()
+    running, go, done = threading.Event(), threading.Event(), threading.Event()
+    answers: list[bool] = []
+
+    def beat() -> None:
+        running.set()
+        go.wait(5)
+        answers.append(sched.reschedule("beat", 7.0))
+        done.set()
+
+    sched.add("beat", beat, 60.0)
+    assert running.wait(5)
+    stopper = threading.Thread(target=sched.shutdown, daemon=True)
+    stopper.start()
+    # Let shutdown(wait=True) reach its join (APScheduler holds its job-store lock there).
+    stopper.join(0.3)
+    go.set()
+    stopper.join(10)
+    assert not stopper.is_alive(), "shutdown hung on a job that rescheduled"
+    assert done.is_set()
+    assert answers == [True]
+    assert sched.interval("beat") == 7.0
