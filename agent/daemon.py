@@ -461,8 +461,10 @@ class Agent:
             self._last_beat = {"at_ms": at, "ok": False, "error": str(exc)}
             raise
         self._last_beat = {"at_ms": at, "ok": True, "answer": answer}
+        before = self._policy.current
         self._apply_keepalive(answer)
-        self._write_status()  # so `status` shows a new interval at once
+        if self._policy.current != before:
+            self._write_status()  # so `status` shows a new interval at once; else every 5 s
 
     def _apply_keepalive(self, answer: object) -> None:
         before = self._policy.current

@@ -8,7 +8,9 @@ subprocess) attached to the loopback stand-in, which answers every keep-alive
 with 1 s beat, CPU and GPU intervals; and a bare Python loop doing the same
 readings once a second with psutil (cpu_percent per CPU, virtual_memory,
 getloadavg, disk_usage, disk_io_counters, net_io_counters) and printing
-nothing. After a warm-up (the facts sent once, the first samples), each
+nothing; and, unless ``--no-offline``, the same agent recording an offline
+archive at 1 s, which tells the cost of sampling from that of delivery.
+After a warm-up (the facts sent once, the first samples), each
 process's own CPU time (user + system, from /proc/<pid>/stat through psutil)
 is read at the start and the end of the window and scaled to an hour; RSS is
 read every few seconds: start, end, max and the least-squares slope.
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,17 +104,25 @@ class Usage:
 
 @dataclass(frozen=True)
 class Overhead:
-    """The agent and the bare loop over the same window."""
+    """The agent (online, and offline when asked) and the bare loop over the same window."""
 
     window_s: float
     agent: Usage
     bare: Usage
     cpu_samples: int  # add-cpu-metrics requests the stand-in accepted in the window
+    offline: Usage | None = None  # the same agent recording an archive: sampling without HTTP
 
     @property
     def cpu_ratio(self) -> float:
         """Agent CPU over bare-loop CPU."""
         return self.agent.cpu_s_per_hour / max(self.bare.cpu_s_per_hour, 1e-9)
+
+    @property
+    def offline_ratio(self) -> float | None:
+        """Offline agent CPU over bare-loop CPU."""
+        if self.offline is None:
+            return None
+        return self.offline.cpu_s_per_hour / max(self.bare.cpu_s_per_hour, 1e-9)
 
 
 def _cpu_s(proc: psutil.Process) -> float:
@@ -125,9 +135,19 @@ def _rss_mb(proc: psutil.Process) -> float:
 
 
 def measure(
-    duration_s: float = 300.0, *, warmup_s: float = 15.0, rss_every_s: float = 5.0
+    duration_s: float = 300.0,
+    *,
+    warmup_s: float = 15.0,
+    rss_every_s: float = 5.0,
+    with_offline: bool = True,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Overhead:
-    """Run the agent and the bare loop side by side; return their figures over `duration_s`."""
+    """Run the agent and the bare loop side by side; return their figures over `duration_s`.
+
+    `with_offline` also runs ``start --offline --cpu-interval 1 --gpu-interval 1`` in the
+    same window: the same sampling into an archive, without HTTP, which tells sampling from
+    delivery. `extra_env` adds agent settings (``COMET_AGENT_TYPED_ENDPOINTS=false``).
+    """
     with tempfile.TemporaryDirectory() as tmp, CometStandIn(api_key=None) as server:
         # Headers and body go in two send()s: with Nagle on, a delayed ACK adds ~40 ms to each
         # answer, which a real server does not.
@@ -135,25 +155,36 @@ def measure(
         server.keepalive_default = dict(ONE_SECOND)
         home = Path(tmp) / "home"
         home.mkdir()
-        env = clean_env(
-            home,
-            {
-                "COMET_API_KEY": "b" * 32,
-                "COMET_URL_OVERRIDE": server.url,
-                "COMET_WORKSPACE": "ws",
-                "COMET_PROJECT_NAME": "proj",
-                "COMET_AGENT_STATE_DIRECTORY": str(Path(tmp) / "state"),
-            },
-        )
+        env = clean_env(home, extra_env)
+        online_env = {
+            **env,
+            "COMET_API_KEY": "b" * 32,
+            "COMET_URL_OVERRIDE": server.url,
+            "COMET_WORKSPACE": "ws",
+            "COMET_PROJECT_NAME": "proj",
+            "COMET_AGENT_STATE_DIRECTORY": str(Path(tmp) / "state-online"),
+        }
+        offline_env = {**env, "COMET_AGENT_STATE_DIRECTORY": str(Path(tmp) / "state-offline")}
         bare = subprocess.Popen([sys.executable, "-c", BARE_LOOP], env=env)
-        agent = AgentProcess(["start"], env, cwd=Path(tmp))
+        agents = {"agent": AgentProcess(["start"], online_env, cwd=Path(tmp))}
+        if with_offline:
+            agents["offline"] = AgentProcess(
+                ["start", "--offline", "--cpu-interval", "1", "--gpu-interval", "1"],
+                offline_env,
+                cwd=Path(tmp),
+            )
         try:
-            agent.wait_for("agent.ready", timeout_s=60)
+            for agent in agents.values():
+                agent.wait_for("agent.ready", timeout_s=60)
             pause = threading.Event()
             pause.wait(warmup_s)
-            if agent.proc.poll() is not None or bare.poll() is not None:
-                raise RuntimeError(f"a process ended during the warm-up:\n{agent.stderr[-2000:]}")
-            procs = {"agent": psutil.Process(agent.pid), "bare": psutil.Process(bare.pid)}
+            for agent in agents.values():
+                if agent.proc.poll() is not None:
+                    raise RuntimeError(f"an agent ended in the warm-up:\n{agent.stderr[-2000:]}")
+            if bare.poll() is not None:
+                raise RuntimeError("the bare loop ended in the warm-up")
+            procs = {k: psutil.Process(a.pid) for k, a in agents.items()}
+            procs["bare"] = psutil.Process(bare.pid)
             cpu0 = {k: _cpu_s(p) for k, p in procs.items()}
             rss: dict[str, list[float]] = {k: [] for k in procs}
             at: list[float] = []
@@ -173,26 +204,41 @@ def measure(
         finally:
             bare.terminate()
             bare.wait(10)
-            agent.stop()
+            for agent in agents.values():
+                agent.stop()
         if server.violations:
             raise RuntimeError(f"SPEC violations: {server.violations[:3]}")
 
     def usage(k: str) -> Usage:
         return Usage((cpu1[k] - cpu0[k]) / window * 3600, rss[k], at)
 
-    return Overhead(window, usage("agent"), usage("bare"), samples)
+    return Overhead(
+        window,
+        usage("agent"),
+        usage("bare"),
+        samples,
+        usage("offline") if with_offline else None,
+    )
 
 
 def describe(result: Overhead) -> list[str]:
     """Lines of figures, the goals beside them."""
-    a, b = result.agent, result.bare
+    a, b, o = result.agent, result.bare, result.offline
     lines = [
         f"window {result.window_s:.0f} s; the stand-in took {result.cpu_samples} CPU samples "
         f"({result.cpu_samples / result.window_s:.2f}/s)",
         f"CPU s/hour: agent {a.cpu_s_per_hour:.1f}, bare loop {b.cpu_s_per_hour:.1f}, "
         f"ratio {result.cpu_ratio:.2f} (goal <= {GOAL_CPU_RATIO})",
     ]
-    for name, u in (("agent", a), ("bare loop", b)):
+    if o is not None:
+        lines.append(
+            f"CPU s/hour: offline agent (no HTTP) {o.cpu_s_per_hour:.1f}, "
+            f"ratio {result.offline_ratio:.2f}"
+        )
+    named = [("agent", a), ("offline agent", o), ("bare loop", b)]
+    for name, u in named:
+        if u is None:
+            continue
         lines.append(
             f"RSS {name}: start {u.rss_start_mb:.1f} MB, end {u.rss_end_mb:.1f} MB, "
             f"max {u.rss_max_mb:.1f} MB, growth {u.growth_mb:+.2f} MB, "
@@ -208,9 +254,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=300.0, help="measured window")
     parser.add_argument("--warmup-s", type=float, default=15.0, help="not measured")
     parser.add_argument("--rss-every-s", type=float, default=5.0, help="RSS reading interval")
+    parser.add_argument(
+        "--no-offline",
+        dest="with_offline",
+        action="store_false",
+        help="leave out the offline agent (sampling without HTTP) run in the same window",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra agent setting"
+    )
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before")
-    result = measure(args.duration_s, warmup_s=args.warmup_s, rss_every_s=args.rss_every_s)
+    result = measure(
+        args.duration_s,
+        warmup_s=args.warmup_s,
+        rss_every_s=args.rss_every_s,
+        with_offline=args.with_offline,
+        extra_env=dict(item.split("=", 1) for item in args.env),
+    )
     for line in describe(result):
         print(line)
     print(f"load average {os.getloadavg()[0]:.2f} after")

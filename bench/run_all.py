@@ -105,6 +105,21 @@ def overhead_rows(sizes: Sizes) -> list[Row]:
             _met(r.cpu_ratio <= overhead.GOAL_CPU_RATIO),
             f"agent {a.cpu_s_per_hour:.1f} CPU s/h, bare {b.cpu_s_per_hour:.1f} CPU s/h ({window})",
         ),
+        *(
+            [
+                Row(
+                    "agent CPU at 1 s, offline (sampling, outbox, archive; no HTTP)",
+                    f"{r.offline_ratio:.2f}x",
+                    "bare psutil loop, same readings",
+                    "",
+                    "",
+                    f"offline agent {r.offline.cpu_s_per_hour:.1f} CPU s/h, same window; "
+                    f"RSS max {r.offline.rss_max_mb:.1f} MB",
+                )
+            ]
+            if r.offline is not None and r.offline_ratio is not None
+            else []
+        ),
         Row(
             "agent RSS",
             f"{a.rss_max_mb / b.rss_max_mb:.2f}x",

@@ -33,6 +33,7 @@ TINY = dataclasses.replace(
 EXPECTED = [
     "sampling cost, one full sample (all but the process tree)",
     "agent CPU at 1 s intervals",
+    "agent CPU at 1 s, offline (sampling, outbox, archive; no HTTP)",
     "agent RSS",
     "agent RSS growth over the run",
     "outbox write, put_many(1000)",
@@ -54,7 +55,7 @@ def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert names[: len(EXPECTED)] == EXPECTED
     assert all(r.ratio and r.figures for r in rows), rows
     assert all(r.met in ("yes", "no", "") for r in rows)
-    assert "drained=True, 0 SPEC violations" in rows[5].figures
+    assert "drained=True, 0 SPEC violations" in rows[6].figures
     sdk = rows[len(EXPECTED) :]
     assert len(sdk) == 1 and sdk[0].measure.startswith("comet_ml SDK system monitor")
     for name in names:
