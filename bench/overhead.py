@@ -46,10 +46,11 @@ GOAL_CPU_RATIO = 1.5
 GOAL_RSS_MB = 45.0
 GOAL_GROWTH_MB = 1.0
 BARE_LOOP = """
-import os, threading, psutil
+import os, sys, threading, psutil
+every = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
 tick = threading.Event()
 psutil.cpu_percent(interval=None, percpu=True)
-while not tick.wait(1.0 - (psutil.time.time() % 1.0)):
+while not tick.wait(every - (psutil.time.time() % every)):
     psutil.cpu_percent(interval=None, percpu=True)
     psutil.virtual_memory()
     os.getloadavg()

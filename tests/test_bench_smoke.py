@@ -57,7 +57,7 @@ def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert all(r.met in ("yes", "no", "") for r in rows)
     assert "drained=True, 0 SPEC violations" in rows[6].figures
     sdk = rows[len(EXPECTED) :]
-    assert len(sdk) == 1 and sdk[0].measure.startswith("comet_ml SDK system monitor")
+    assert len(sdk) == 1 and sdk[0].measure == "agent CPU vs the comet_ml SDK's system monitor"
     for name in names:
         assert f"| {name} |" in page
     assert f"{os.cpu_count()} cores" in page and "Load average (1 min)" in page
