@@ -19,13 +19,16 @@ import threading
 import uuid
 from dataclasses import dataclass
 from random import Random
+from typing import TYPE_CHECKING
 
 from agent.api import bodies
-from agent.api.client import CometClient
 from agent.backoff import Backoff
 from agent.config import Settings
 from agent.errors import ApiError, ConfigError
 from agent.log import get_logger
+
+if TYPE_CHECKING:
+    from agent.api.client import CometClient
 
 log = get_logger(__name__)
 KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # SPEC §1.4: what the SDK accepts

@@ -23,13 +23,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__, log
-from agent.api.client import CometClient
 from agent.attach import Attachment, attach, offline_attachment
 from agent.backoff import Backoff
 from agent.collect.base import HealthEvent, Roots, Sample, Sampler
 from agent.config import Settings
 from agent.errors import AgentError, ApiError, CollectorError, NoData, OutboxError
-from agent.facts import gather, start_messages
 from agent.keepalive import IntervalPolicy
 from agent.message import Kind, Message, now_ms, steady_ms
 from agent.multinode import Identity, identify, is_leader
@@ -40,10 +38,13 @@ from agent.samples import Channels, to_messages
 from agent.schedule import ClockWatch, Scheduler, guarded
 from agent.sender import Sender
 from agent.sinks.base import Sink
+from agent.state import StateDir
 
 if TYPE_CHECKING:
+    # Imported where used: `run` starts the command before facts are gathered, and an
+    # offline run never loads requests.
+    from agent.api.client import CometClient
     from agent.sinks.offline import OfflineSink
-from agent.state import StateDir
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
@@ -116,6 +117,7 @@ class Agent:
         self._collector_lock = threading.Lock()
         self._last_beat: dict[str, object] = {}
         self._gpu_note: str | None = None
+        self._offline_note: dict[str, str | None] = {}
         self.output: object = None  # an OutputStream under `run`
         self._archive_hint: str | None = None
         self._stopped = False
@@ -170,6 +172,8 @@ class Agent:
         attachment = self.attachment
         if attachment is None:
             raise AgentError("begin() before open()")
+        if self._offline_note:
+            logger.info("agent.offline", **self._offline_note)
         self._build_samplers()
         self._queue(self._start_facts(attachment))
         self._schedule_jobs()
@@ -220,9 +224,12 @@ class Agent:
     def _attach(self) -> Attachment:
         s = self.settings
         if s.offline:
-            logger.info(
-                "agent.offline", reason=s.offline_reason, directory=str(s.offline_directory)
-            )
+            # Logged by begin(): the first line logged loads structlog, and under `run` the
+            # command should not wait for that.
+            self._offline_note = {
+                "reason": s.offline_reason,
+                "directory": str(s.offline_directory),
+            }
             return offline_attachment(s)
         self._heartbeat_client = self._client()
         with self._client() as client:
@@ -241,6 +248,8 @@ class Agent:
                 return offline_attachment(self.settings)
 
     def _client(self) -> CometClient:
+        from agent.api.client import CometClient
+
         s = self.settings
         extra = (
             {s.allow_header_name: s.allow_header_value}
@@ -286,6 +295,8 @@ class Agent:
         return RestSink(self._client())
 
     def _start_facts(self, attachment: Attachment) -> list[Message]:
+        from agent.facts import gather, start_messages
+
         gpu_facts = None
         gpu = self._gpu_sampler()
         if gpu is not None:
@@ -481,8 +492,10 @@ class Agent:
         if answer is _STOPPED:
             return
         self._last_beat = {"at_ms": at, "ok": True, "answer": answer}
+        before = self._policy.current
         self._apply_keepalive(answer)
-        self._write_status()  # so `status` shows a new interval at once
+        if self._policy.current != before:
+            self._write_status()  # so `status` shows a new interval at once; else every 5 s
 
     def _apply_keepalive(self, answer: object) -> None:
         before = self._policy.current

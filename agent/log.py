@@ -4,6 +4,12 @@ Log to stderr and let journald or the container runtime route it. Every
 event is ``area.what_happened`` with snake_case keys that carry their unit.
 The redaction runs twice: on the event's values (what ``capture_logs`` sees)
 and on the rendered line (which also covers tracebacks and stdlib loggers).
+
+structlog is imported at the first line logged, not with this module: it
+pulls in asyncio, and ``comet-agent run`` should start the command first.
+``configure()`` in a fresh process only records the set-up (and routes the
+stdlib loggers to a handler that applies it when it first formats a line);
+where structlog is loaded already it applies it at once.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 MASK = "***"
 _LEVELS = {
@@ -26,6 +32,9 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 _secrets: set[str] = set()  # the one global: set by the entry point, read by the processors
+# The set-up configure() was asked for and not yet applied: (level, format, stream, handler).
+_pending: tuple[int, str, TextIO, logging.Handler] | None = None
+_pending_lock = threading.Lock()
 
 
 def add_secret(secret: str) -> None:
@@ -77,7 +86,39 @@ class _RedactingRenderer:
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Set up structlog; route stdlib loggers (apscheduler, urllib3) through the same renderer."""
+    global _pending
     stream = stream if stream is not None else sys.stderr
+    numeric = _LEVELS.get(level, logging.INFO)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_FirstUseFormatter(handler))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # APScheduler logs two INFO lines per job run and urllib3 one per connection: noise.
+    for noisy in ("apscheduler", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    with _pending_lock:
+        _pending = (numeric, fmt, stream, handler)
+    if "structlog" in sys.modules:  # already paid for (tests, a long-lived caller): apply now
+        _apply_pending()
+
+
+def _apply_pending() -> None:
+    """Apply the set-up configure() recorded, once, whichever thread logs first."""
+    global _pending
+    if _pending is None:
+        return
+    with _pending_lock:
+        if _pending is None:
+            return
+        numeric, fmt, stream, handler = _pending
+        _apply(numeric, fmt, stream, handler)
+        _pending = None
+
+
+def _apply(numeric: int, fmt: str, stream: TextIO, handler: logging.Handler) -> None:
+    import structlog
+
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -101,14 +142,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             )
         )
         renderer = structlog.processors.JSONRenderer()
-    numeric = _LEVELS.get(level, logging.INFO)
     structlog.configure(
         processors=[*shared, _RedactingRenderer(renderer)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -118,12 +157,21 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             ],
         )
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(numeric)
-    # APScheduler logs two INFO lines per job run and urllib3 one per connection: noise.
-    for noisy in ("apscheduler", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+class _FirstUseFormatter(logging.Formatter):
+    """Stands in until the set-up is applied; a stdlib line (urllib3's) applies it."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def format(self, record: logging.LogRecord) -> str:
+        _apply_pending()  # gives the handler its real formatter
+        real = self._handler.formatter
+        if real is None or real is self:
+            return super().format(record)
+        return real.format(record)
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -134,8 +182,27 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def get_logger(name: str | None = None) -> Any:
-    """Return a structlog logger."""
-    return structlog.get_logger(name)
+    """Return a structlog logger (structlog itself is imported when it first logs)."""
+    return _Logger(name)
+
+
+class _Logger:
+    """A structlog logger that imports structlog and applies configure() at its first call."""
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str | None) -> None:
+        self._name = name
+        self._real: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self._real
+        if real is None:
+            _apply_pending()
+            import structlog
+
+            real = self._real = structlog.get_logger(self._name)
+        return getattr(real, attr)
 
 
 class RateLimiter:

@@ -20,9 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
+from typing import Any
 
 from agent.errors import AgentError
 from agent.log import RateLimiter, get_logger
@@ -64,13 +62,22 @@ class Scheduler:
     # "no more changes" before APScheduler takes its own lock to wait for running jobs.
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closing: bool = False
+    _aps: Any = None  # the BackgroundScheduler, made by the first add()
 
-    def __post_init__(self) -> None:
-        self._sched = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": ThreadPoolExecutor(self.workers)},
-            job_defaults={"coalesce": True, "max_instances": 1},
-        )
+    @property
+    def _sched(self) -> Any:
+        # Imported on first use: `comet-agent run` starts the command before the jobs exist,
+        # and APScheduler's import is time the command would otherwise wait.
+        if self._aps is None:
+            from apscheduler.executors.pool import ThreadPoolExecutor
+            from apscheduler.schedulers.background import BackgroundScheduler
+
+            self._aps = BackgroundScheduler(
+                timezone=UTC,
+                executors={"default": ThreadPoolExecutor(self.workers)},
+                job_defaults={"coalesce": True, "max_instances": 1},
+            )
+        return self._aps
 
     def add(self, job_id: str, fn: Job, interval_s: float, *, run_now: bool = True) -> None:
         """Schedule `fn` every `interval_s` seconds, first at once unless `run_now` is false."""
@@ -145,8 +152,8 @@ class Scheduler:
         """
         with self._lock:
             self._closing = True
-        if self._sched.running:
-            self._sched.shutdown(wait=wait)
+        if self._aps is not None and self._aps.running:
+            self._aps.shutdown(wait=wait)
 
 
 def _now() -> datetime:

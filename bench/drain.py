@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 
@@ -66,41 +68,56 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:>10,.0f} msg/s  ({count:,} in {seconds:.2f} s)"
 
 
-def main() -> int:
-    """Run the benchmark once and print its figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--typed-every", type=int, default=10, help="every n-th message is typed")
-    parser.add_argument("--single-puts", type=int, default=10_000)
-    args = parser.parse_args()
-    configure(
-        level="warning"
-    )  # the per-pass outbox.sent lines are DEBUG; keep the figures readable
-    messages = backlog(args.messages, args.typed_every)
-    typed = sum(1 for m in messages if m.endpoint != "log-metric-batch")
-    print(f"backlog: {len(messages):,} messages, {typed:,} typed, 10 items per metric message")
+@dataclass(frozen=True)
+class Drain:
+    """Write and drain figures for one backlog."""
 
+    messages: int
+    typed: int
+    single_puts: int
+    bulk_s: float  # put_many of 1000 at a time, the whole backlog
+    per_sample_s: float  # put_many of 5 (one sample's worth), `single_puts` messages
+    single_s: float  # put one by one, `single_puts` messages
+    drain_s: float
+    sent: int
+    requests: int
+    drained: bool
+    metric_items: int
+    violations: list[str]
+
+    @property
+    def write_rate(self) -> float:
+        """Messages a second written with put_many(1000)."""
+        return self.messages / self.bulk_s
+
+    @property
+    def drain_rate(self) -> float:
+        """Messages a second drained into the stand-in."""
+        return self.sent / self.drain_s
+
+
+def measure(messages: int = 100_000, typed_every: int = 10, single_puts: int = 10_000) -> Drain:
+    """Write a backlog three ways, then drain the bulk one into the stand-in."""
+    configure(level="warning")  # the per-pass outbox.sent lines are DEBUG; keep figures readable
+    backlog_ = backlog(messages, typed_every)
+    single_puts = min(single_puts, messages)
+    typed = sum(1 for m in backlog_ if m.endpoint != "log-metric-batch")
     with tempfile.TemporaryDirectory() as tmp:
         with Outbox(Path(tmp) / "bulk.db", max_bytes=1 << 40) as box:
             started = time.perf_counter()
-            for at in range(0, len(messages), 1000):
-                box.put_many(messages[at : at + 1000])
+            for at in range(0, len(backlog_), 1000):
+                box.put_many(backlog_[at : at + 1000])
             bulk_s = time.perf_counter() - started
         with Outbox(Path(tmp) / "sample.db", max_bytes=1 << 40) as box:
             started = time.perf_counter()
-            for at in range(0, args.single_puts, 5):
-                box.put_many(messages[at : at + 5])
+            for at in range(0, single_puts, 5):
+                box.put_many(backlog_[at : at + 5])
             per_sample_s = time.perf_counter() - started
         with Outbox(Path(tmp) / "single.db", max_bytes=1 << 40) as box:
             started = time.perf_counter()
-            for msg in messages[: args.single_puts]:
+            for msg in backlog_[:single_puts]:
                 box.put(msg)
             single_s = time.perf_counter() - started
-        print(f"write put_many(1000): {rate(len(messages), bulk_s)}  goal 20,000: "
-              f"x{len(messages) / bulk_s / 20_000:.2f}")  # fmt: skip
-        print(f"write put_many(5):    {rate(args.single_puts, per_sample_s)}")
-        print(f"write put (single):   {rate(args.single_puts, single_s)}")
-
         with CometStandIn(api_key=None) as server, Outbox(Path(tmp) / "bulk.db") as box:
             # The stand-in writes headers and body in two send()s: with Nagle on, the client's
             # delayed ACK adds ~40 ms to every answer, which a real server does not.
@@ -114,13 +131,44 @@ def main() -> int:
             status = sender.status()
             problems = server.violations
             items = len(server.metric_items())
-        print(f"drain:                {rate(status.sent_total, drain_s)}  goal 1,000: "
-              f"x{status.sent_total / drain_s / 1_000:.2f}")  # fmt: skip
-        print(f"requests:             {status.requests_total / drain_s:>10,.0f} req/s  "
-              f"({status.requests_total:,} requests, "
-              f"{status.sent_total / max(status.requests_total, 1):.1f} msg/request)")  # fmt: skip
-        print(f"drained={drained} metric_items={items:,} spec_violations={len(problems)}")
-    return 0 if drained and not problems else 1
+    return Drain(
+        len(backlog_),
+        typed,
+        single_puts,
+        bulk_s,
+        per_sample_s,
+        single_s,
+        drain_s,
+        status.sent_total,
+        status.requests_total,
+        drained,
+        items,
+        problems,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark once and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--typed-every", type=int, default=10, help="every n-th message is typed")
+    parser.add_argument("--single-puts", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    r = measure(args.messages, args.typed_every, args.single_puts)
+    print(f"backlog: {r.messages:,} messages, {r.typed:,} typed, 10 items per metric message")
+    print(f"write put_many(1000): {rate(r.messages, r.bulk_s)}  goal 20,000: "
+          f"x{r.write_rate / 20_000:.2f}")  # fmt: skip
+    print(f"write put_many(5):    {rate(r.single_puts, r.per_sample_s)}")
+    print(f"write put (single):   {rate(r.single_puts, r.single_s)}")
+    print(f"drain:                {rate(r.sent, r.drain_s)}  goal 1,000: "
+          f"x{r.drain_rate / 1_000:.2f}")  # fmt: skip
+    print(f"requests:             {r.requests / r.drain_s:>10,.0f} req/s  "
+          f"({r.requests:,} requests, "
+          f"{r.sent / max(r.requests, 1):.1f} msg/request)")  # fmt: skip
+    print(
+        f"drained={r.drained} metric_items={r.metric_items:,} spec_violations={len(r.violations)}"
+    )
+    return 0 if r.drained and not r.violations else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -18,8 +20,21 @@ from agent.report_data import load
 from tests.offline_day import write_day
 
 
-def main() -> None:
-    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 86_400
+@dataclass(frozen=True)
+class ReportDay:
+    """Times to load and render one generated archive."""
+
+    seconds: int  # of samples, one a second
+    lines: int
+    zipped_bytes: int
+    generate_s: float
+    load_s: float
+    render_s: float
+    page_bytes: int
+
+
+def measure(seconds: int = 86_400) -> ReportDay:
+    """Generate an archive of `seconds` one-second samples, then load and render it."""
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         archive = write_day(Path(tmp) / "day.zip", seconds)
@@ -29,14 +44,28 @@ def main() -> None:
         loaded = time.perf_counter()
         page = render_html(data)
         done = time.perf_counter()
+    return ReportDay(
+        seconds,
+        data.lines,
+        zipped,
+        made - started,
+        loaded - made,
+        done - loaded,
+        len(page.encode()),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    r = measure(int(args[0]) if args else 86_400)
     print(
-        f"archive: {seconds} s of samples, {data.lines:,} lines, "
-        f"{zipped / 1e6:.1f} MB zipped "
-        f"(generated in {made - started:.1f} s)"
+        f"archive: {r.seconds} s of samples, {r.lines:,} lines, "
+        f"{r.zipped_bytes / 1e6:.1f} MB zipped "
+        f"(generated in {r.generate_s:.1f} s)"
     )
     print(
-        f"load {loaded - made:.2f} s, render {done - loaded:.2f} s, "
-        f"total {done - made:.2f} s; page {len(page.encode()) / 1e6:.2f} MB"
+        f"load {r.load_s:.2f} s, render {r.render_s:.2f} s, "
+        f"total {r.load_s + r.render_s:.2f} s; page {r.page_bytes / 1e6:.2f} MB"
     )
 
 

@@ -194,7 +194,11 @@ def test_second_signal_exits_at_once_and_keeps_the_rest(
     first = AgentProcess(["start"], env)
     first.wait_for("agent.ready")
     key = str(first.named("agent.ready")[0]["experiment_key"])
-    wait_until(lambda: server.count("keep-alive") >= 1)  # the 1 s answer, before the outage
+    # The first keep-alive must land before the outage, or the 1 s interval never arrives.
+    wait_until(
+        lambda: any(e["job"] == "sample.cpu" for e in first.named("schedule.changed")),
+        timeout_s=20,
+    )
     server.outage(status=503)
     wait_until(lambda: len(first.samples()) >= 3, timeout_s=20)
     first.signal(signal.SIGTERM)

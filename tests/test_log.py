@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import structlog
@@ -64,3 +67,47 @@ def test_rate_limiter_once_then_periodic() -> None:
     assert limiter.check("server.down") == 2
     assert limiter.reset("server.down") is True
     assert limiter.check("server.down") == 0
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a new interpreter, where nothing has imported structlog yet."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+
+def test_structlog_loads_at_the_first_line_and_the_setup_applies() -> None:
+    """configure() alone does not import structlog; the first line does, as JSON, key masked."""
+    done = _fresh(
+        textwrap.dedent(f"""
+            import sys
+            from agent import log
+            log.add_secret({CANARY_KEY!r})
+            log.configure("info", "json", sys.stdout)
+            print("loaded before:", "structlog" in sys.modules, flush=True)
+            log.get_logger("x").debug("sample.taken")
+            log.get_logger("x").info("agent.ready", note="key={CANARY_KEY}")
+        """)
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "loaded before: False"
+    assert len(lines) == 2  # the debug line was filtered by the level configured
+    event = json.loads(lines[1])
+    assert (event["event"], event["level"], event["note"]) == ("agent.ready", "info", "key=***")
+
+
+def test_a_stdlib_line_first_applies_the_setup_too() -> None:
+    """urllib3 logging before any structlog line is rendered as JSON, redacted, not raw."""
+    done = _fresh(
+        textwrap.dedent(f"""
+            import logging, sys
+            from agent import log
+            log.add_secret({CANARY_KEY!r})
+            log.configure("info", "json", sys.stdout)
+            logging.getLogger("urllib3").info("connection noise")
+            logging.getLogger("urllib3").warning("retrying %s", {CANARY_KEY!r})
+        """)
+    )
+    (line,) = done.stdout.splitlines()  # the INFO line is below urllib3's WARNING floor
+    event = json.loads(line)
+    assert (event["event"], event["level"]) == ("retrying ***", "warning")

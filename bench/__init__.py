@@ -1,0 +1,1 @@
+"""Benchmarks: each prints figures beside a baseline from the same run; never tests."""
