@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tests.helpers import agent_argv, wait_until
 
+LIVE: list[AgentProcess] = []  # every agent started; tests/conftest.py reaps the survivors
+
 
 class AgentProcess:
     """``comet-agent ARGS`` in a subprocess; stderr parsed line by line."""
@@ -42,6 +44,7 @@ class AgentProcess:
         self._out = threading.Thread(target=self._read_out, daemon=True)
         self._err.start()
         self._out.start()
+        LIVE.append(self)
 
     def _read_err(self) -> None:
         assert self.proc.stderr is not None
@@ -132,3 +135,13 @@ def gaps_s(stamps: Sequence[int]) -> list[float]:
 def monotonic_wait(seconds: float) -> None:
     """Sleep in a test (the agent runs in another process)."""
     time.sleep(seconds)
+
+
+def reap() -> None:
+    """Kill every agent a test left running (a failed assertion skips its stop())."""
+    while LIVE:
+        agent = LIVE.pop()
+        if agent.proc.poll() is None:
+            agent.kill()
+        else:
+            agent.wait(timeout_s=5)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.agent_process import reap
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, clean_env
 
@@ -19,6 +20,13 @@ def _fresh_logging() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+
+
+@pytest.fixture(autouse=True)
+def _reap_agents() -> Iterator[None]:
+    """No agent subprocess outlives its test, whatever the test's outcome."""
+    yield
+    reap()
 
 
 @pytest.fixture(name="server")
