@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from dataclasses import dataclass
 from random import Random
 from typing import TYPE_CHECKING
@@ -59,6 +58,8 @@ def check_key(key: str) -> str:
 
 def offline_attachment(settings: Settings) -> Attachment:
     """An experiment recorded into an archive: the given key, or a new one as the SDK makes it."""
+    import uuid  # imports platform: only offline runs need it
+
     key = check_key(settings.experiment_key) if settings.experiment_key else uuid.uuid4().hex
     return Attachment(key, None, owned=True, offline=True)
 

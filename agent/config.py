@@ -21,14 +21,10 @@ no ``--api-key`` flag: argv is visible to every user in ``ps``.
 
 from __future__ import annotations
 
-import base64
-import configparser
 import dataclasses
-import difflib
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,6 +367,8 @@ def _merge_toml(merge: _Merge, path: Path, *, required: bool, named_by: str = ""
         raise ConfigError(
             f"config file {shown}{by} cannot be read ({exc.strerror}); {fix}"
         ) from None
+    import tomllib  # only when there is a file: `comet-agent run` starts faster without it
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -421,6 +419,8 @@ def _merge_ini(merge: _Merge, path: Path) -> None:
             return
     except OSError as exc:
         raise ConfigError(f"Comet config file {shown} cannot be read: {exc.strerror}") from None
+    import configparser  # only when there is a file
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with path.open(encoding="utf-8") as fh:
@@ -644,6 +644,8 @@ def _url_from_key(key: str) -> str | None:
     _, star, tail = key.partition("*")
     if not star or not tail:
         return None
+    import base64
+
     try:
         data = json.loads(base64.b64decode(tail + "=" * (-len(tail) % 4)))
     except (ValueError, UnicodeDecodeError):
@@ -660,6 +662,8 @@ def _shown(name: str) -> str:
 
 
 def _hint(word: str, known: set[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, sorted(known), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 

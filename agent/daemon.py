@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import sys
 import threading
@@ -123,6 +124,7 @@ class Agent:
         self._stopped = False
         self._began = threading.Event()
         self._stopping = threading.Event()  # set by stop(): a keep-alive in flight is abandoned
+        self._worker = _Worker(self._stopping)
 
     # -- start -----------------------------------------------------------------------------
 
@@ -483,9 +485,7 @@ class Agent:
         at = now_ms()
         client, key = self._heartbeat_client, self.experiment_key
         try:
-            answer = _unless_stopping(
-                lambda: client.call("keep-alive", experiment_key=key), self._stopping
-            )
+            answer = self._worker.call(lambda: client.call("keep-alive", experiment_key=key))
         except ApiError as exc:
             self._last_beat = {"at_ms": at, "ok": False, "error": str(exc)}
             raise
@@ -775,31 +775,49 @@ def _watchdog_ping() -> None:
 _STOPPED = object()
 
 
-def _unless_stopping(call: Callable[[], object], stopping: threading.Event) -> object:
-    """Return `call()` run on a daemon thread (or raise its error); _STOPPED once `stopping` is set.
+class _Worker:
+    """One daemon thread for calls a job makes that must not hold up the stop (the keep-alive).
 
     The scheduler's pool threads are joined at shutdown and again at interpreter exit, so a
-    keep-alive waiting out its read timeout there would hold the stop past its deadline.
+    keep-alive waiting out its read timeout there would hold the stop past its deadline. A
+    daemon thread is not joined; one long-lived thread costs less than one per beat.
     """
-    result: list[object] = []
-    failure: list[Exception] = []
-    done = threading.Event()
 
-    def run() -> None:
-        try:
-            result.append(call())
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting job, which raises it
-            failure.append(exc)
-        finally:
-            done.set()
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+        self._calls: queue.SimpleQueue[tuple[Callable[[], object], _Outcome]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
-    threading.Thread(target=run, name="keep-alive", daemon=True).start()
-    while not done.wait(0.1):
-        if stopping.is_set():
-            return _STOPPED
-    if failure:
-        raise failure[0]
-    return result[0]
+    def call(self, fn: Callable[[], object]) -> object:
+        """Return `fn()` (or raise its error); _STOPPED once the agent is stopping."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="keep-alive", daemon=True)
+            self._thread.start()
+        outcome = _Outcome()
+        self._calls.put((fn, outcome))
+        while not outcome.done.wait(0.1):
+            if self._stopping.is_set():
+                return _STOPPED
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value
+
+    def _run(self) -> None:
+        while True:
+            fn, outcome = self._calls.get()
+            try:
+                outcome.value = fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting job, which raises it
+                outcome.error = exc
+            finally:
+                outcome.done.set()
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: Exception | None = None
 
 
 def _start_time(pid: int | None) -> float | None:
