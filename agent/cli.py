@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = add(
         "start",
-        "agent.daemon:command",
+        "agent.start:command",
         "attach to an experiment and sample until stopped (the daemon)",
     )
     _experiment(start)

@@ -149,18 +149,7 @@ def server_checks(settings: Settings) -> list[Check]:
     if settings.offline:
         why = "offline requested" if settings.api_key else "no API key (offline mode)"
         return [Check(name, SKIP, f"skipped: {why}") for name in ("server", "auth", "clock")]
-    client = CometClient(
-        api_key=settings.api_key,
-        url_override=settings.url_override,
-        timeout_s=settings.http_timeout_s,
-        connect_timeout_s=settings.connect_timeout_s,
-        verify=str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls,
-        extra_headers=(
-            {settings.allow_header_name: settings.allow_header_value}
-            if settings.allow_header_name and settings.allow_header_value
-            else None
-        ),
-    )
+    client = CometClient.from_settings(settings)
     with client:
         sent_s = time.time()
         begun = time.monotonic()

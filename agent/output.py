@@ -82,7 +82,7 @@ class OutputStream:
 
     def __init__(
         self,
-        put: Callable[[Sequence[Message]], None],
+        put: Callable[[Sequence[Message]], object],
         experiment_key: str,
         *,
         batch_lines: int = 500,

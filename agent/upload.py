@@ -96,19 +96,7 @@ def _upload_all(
     paths: list[Path], args: argparse.Namespace, settings: Settings, progress: Progress
 ) -> list[Outcome]:
     outbox = Outbox(settings.state_directory / OUTBOX_FILE, max_bytes=settings.outbox_max_bytes)
-    client = CometClient(
-        api_key=settings.api_key,
-        url_override=settings.url_override,
-        timeout_s=settings.http_timeout_s,
-        connect_timeout_s=settings.connect_timeout_s,
-        verify=str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls,
-        extra_headers=(
-            {settings.allow_header_name: settings.allow_header_value}
-            if settings.allow_header_name and settings.allow_header_value
-            else None
-        ),
-        compress=settings.compress,
-    )
+    client = CometClient.from_settings(settings)
     try:
         uploader = Uploader(outbox, client, settings, progress, args.workspace, args.project_name)
         uploader.settle_marker()

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from agent import log
 from agent.collect.base import Roots
 from agent.config import Settings
-from agent.daemon import Agent, ChildExit, install_signals
+from agent.daemon import Agent, ChildExit
 from agent.errors import UsageError
 from agent.hardening import disable_core_dumps
 from agent.output import OutputStream
 from agent.run import child_env, run_child
+from agent.start import install_signals
 
 logger = log.get_logger(__name__)
 BEGIN_JOIN_S = 30.0
@@ -50,7 +51,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     from agent.multinode import identify, is_leader
 
     settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
-    agent = Agent(settings, command=argv, fallback_offline=True, private_state=True, out=sys.stderr)
+    agent = Agent(settings, command=argv, fallback_offline=True, private_state=True)
     attachment = agent.open()
     where = f" {attachment.link}" if attachment.link else ""
     mode = "recording offline" if attachment.offline else "experiment"

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -34,6 +34,9 @@ from agent.errors import (
     TransportError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from agent.config import Settings
 
 JSON_CONTENT_TYPE = "application/json;charset=utf-8"  # SPEC §1.2: exactly, no space
 MASK = "***"
@@ -117,6 +120,25 @@ class CometClient:
             "X-COMET-DEBUG-PY-VERSION": ".".join(str(n) for n in sys.version_info[:3]),
             **(extra_headers or {}),
         }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CometClient:
+        """A client for the configured server, key, timeouts, TLS and proxy allow-header."""
+        s = settings
+        extra = (
+            {s.allow_header_name: s.allow_header_value}
+            if s.allow_header_name and s.allow_header_value
+            else None
+        )
+        return cls(
+            api_key=s.api_key,
+            url_override=s.url_override,
+            timeout_s=s.http_timeout_s,
+            connect_timeout_s=s.connect_timeout_s,
+            verify=str(s.ca_bundle) if s.ca_bundle else s.verify_tls,
+            extra_headers=extra,
+            compress=s.compress,
+        )
 
     def __enter__(self) -> CometClient:
         return self

@@ -38,15 +38,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
 
     from agent.api.client import CometClient
 
-    with CometClient(
-        api_key=settings.api_key,
-        url_override=settings.url_override,
-        timeout_s=settings.http_timeout_s,
-        connect_timeout_s=settings.connect_timeout_s,
-        verify=str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls,
-        extra_headers=_allow_header(settings),
-        compress=settings.compress,
-    ) as client:
+    with CometClient.from_settings(settings) as client:
         prepared = client.prepare(
             endpoint, body, experiment_key=key, file=upload, path=args.endpoint_path
         )
@@ -142,12 +134,6 @@ def _read_upload(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"--file {path}: cannot read it: {exc.strerror}") from None
-
-
-def _allow_header(settings: Settings) -> dict[str, str]:
-    if settings.allow_header_name and settings.allow_header_value:
-        return {settings.allow_header_name: settings.allow_header_value}
-    return {}
 
 
 def _print_list(*, as_json: bool) -> None:

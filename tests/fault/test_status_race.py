@@ -41,7 +41,7 @@ def test_status_snapshot_while_collectors_report(tmp_path: Path) -> None:
         for n in range(20_000):
             if stop.is_set():
                 return
-            agent._collect(_Sampler(f"collector-{n}"))  # what a sampling job does
+            agent._sampling._collect(_Sampler(f"collector-{n}"))  # what a sampling job does
 
     reporter = threading.Thread(target=report)
     reporter.start()

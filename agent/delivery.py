@@ -1,0 +1,195 @@
+"""Where the agent's messages go: the outbox and its sender, or straight into an offline archive.
+
+Online, every message is written to the SQLite outbox before anything is sent,
+and one sender thread drains it. Offline, the archive itself is the durable
+store: each message is appended and flushed as it is queued, so a ``kill -9``
+leaves nothing only in an outbox that no offline run would ever send. Either
+way a write that fails (a full disk) keeps the messages in memory, bounded,
+and tries them again first with the next write; what is still held at exit is
+reported, never dropped in silence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent import log
+from agent.backoff import Backoff
+from agent.config import Settings
+from agent.errors import ApiError, OutboxError
+from agent.message import Message, steady_ms
+from agent.outbox import Outbox
+from agent.outbox_db import CorruptOutbox
+from agent.sender import Sender
+from agent.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from agent.sinks.offline import OfflineSink
+    from agent.state import StateDir
+
+logger = log.get_logger(__name__)
+PENDING_MAX = 10_000  # messages held in memory while the outbox cannot be written
+SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may still take
+
+
+def open_outbox(path: Path, settings: Settings) -> Outbox:
+    """Open the outbox; a corrupt one is moved aside (never deleted) and a new one started."""
+    try:
+        return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms)
+    except CorruptOutbox as exc:
+        # Its rows can still be read by hand. A daemon that refused to start would lose every
+        # sample from now on instead.
+        logger.error("outbox.corrupt", path=str(path), error=str(exc))
+        return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms, recover=True)
+
+
+class Delivery:
+    """Queue messages durably and get them to the sink."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sink: Sink,
+        settings: Settings,
+        *,
+        archive: OfflineSink | None = None,
+        limiter: log.RateLimiter | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.archive = archive
+        self._limiter = limiter or log.RateLimiter()
+        self._pending: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self.sender: Sender | None = None
+        if archive is None:
+            # The outbox's retry times and the sender's waits on one clock that a wall-clock
+            # step does not move (samples keep their wall-clock stamps).
+            self.sender = Sender(
+                outbox,
+                sink,
+                backoff=Backoff.from_settings(settings),
+                batch_items=settings.batch_items,
+                clock=steady_ms,
+            )
+
+    def start(self) -> None:
+        """Start draining (online)."""
+        if self.sender is not None:
+            self.sender.start()
+
+    def adopt(self, state: StateDir, settings: Settings) -> None:
+        """Move what ended runs could not deliver into this outbox, in order."""
+        for path in state.orphans():
+            try:
+                orphan = Outbox(path, max_bytes=settings.outbox_max_bytes)
+            except OutboxError as exc:
+                logger.error("outbox.orphan_unreadable", path=str(path), error=str(exc))
+                continue
+            moved = 0
+            while batch := orphan.lease(500):
+                self.outbox.put_many([row.message for row in batch])
+                orphan.ack([row.id for row in batch])
+                moved += len(batch)
+            orphan.close()
+            if moved:
+                logger.info("outbox.adopted", path=str(path), count=moved)
+
+    def put(self, messages: Sequence[Message]) -> bool:
+        """Write `messages` (after any held ones); False when they are held in memory."""
+        if not messages:
+            return True
+        with self._lock:
+            batch = [*self._pending, *messages]
+            try:
+                if self.archive is not None:
+                    self._append(batch)
+                else:
+                    self.outbox.put_many(batch)
+            except (OutboxError, ApiError) as exc:
+                # Disk full or the file gone: hold on in memory, retry with the next batch.
+                self._pending = deque(batch)
+                dropped = 0
+                while len(self._pending) > PENDING_MAX:
+                    self._pending.popleft()
+                    dropped += 1
+                repeats = self._limiter.check("outbox.put_failed")
+                if repeats is not None or dropped:
+                    logger.error(
+                        "outbox.put_failed",
+                        error=str(exc),
+                        held=len(self._pending),
+                        dropped=dropped,
+                    )
+                return False
+            if self._pending:
+                logger.info("outbox.put_recovered", count=len(self._pending))
+            self._pending.clear()
+        if self.sender is not None:
+            self.sender.wake()
+        return True
+
+    def _append(self, batch: list[Message]) -> None:
+        """Append to the archive one message at a time; on a disk error the unwritten rest
+        stays in `batch` (the caller keeps it)."""
+        assert self.archive is not None  # noqa: S101 - offline only
+        while batch:
+            msg = batch[0]
+            self.archive.send(msg.endpoint, msg.experiment_key, msg.body, msg.attachment)
+            batch.pop(0)
+
+    @property
+    def held(self) -> int:
+        """Messages held in memory because the last write failed."""
+        return len(self._pending)
+
+    @property
+    def throttled_ever(self) -> bool:
+        """Whether Comet ever throttled this run (then mark-not-throttled is due at the end)."""
+        return self.sender is not None and self.sender.status().throttled_ever
+
+    def flush(self, timeout_s: float) -> bool:
+        """Send what is queued for at most `timeout_s`; stop the sender; True when drained."""
+        if self.sender is None:
+            return True
+        started = steady_ms()
+        drained = self.sender.flush(timeout_s)
+        left_s = timeout_s - (steady_ms() - started) / 1000
+        # A request still in flight (a slow server) gets a short grace, not its whole timeout:
+        # its rows stay leased on disk and go out again at the next start.
+        self.sender.stop(timeout_s=max(SENDER_GRACE_S, left_s))
+        if not drained:
+            stats = self.outbox.stats()
+            logger.warning(
+                "outbox.kept",
+                count=stats.ready + stats.leased,
+                hint="sent at the next start of comet-agent on this state directory",
+            )
+        return drained
+
+    def report_unwritten(self) -> None:
+        """Say what dies with the process: messages held in memory that never reached the disk."""
+        with self._lock:
+            held = list(self._pending)
+        if held:
+            logger.error(
+                "outbox.unwritten",
+                count=len(held),
+                by_kind=dict(Counter(msg.kind.name.lower() for msg in held)),
+                first_ms=min(msg.created_ms for msg in held),
+                last_ms=max(msg.created_ms for msg in held),
+                hint="the outbox could not be written (disk full?); these are lost",
+            )
+
+    def snapshot(self) -> dict[str, object]:
+        """Outbox and sender figures for the status snapshot."""
+        return {
+            "outbox": asdict(self.outbox.stats()),
+            "sender": asdict(self.sender.status()) if self.sender is not None else None,
+            "pending_in_memory": self.held,
+        }

@@ -1,0 +1,119 @@
+"""The keep-alive: beat, fold the answer into the intervals, reschedule the jobs that changed.
+
+The call runs on one long-lived daemon thread of its own: the scheduler's
+pool threads are joined at shutdown and again at interpreter exit, so a
+keep-alive waiting out its read timeout there would hold the stop past its
+deadline. Once the agent is stopping, a beat in flight is abandoned.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agent import log
+from agent.errors import ApiError
+from agent.keepalive import IntervalPolicy
+from agent.message import now_ms
+from agent.schedule import Scheduler
+
+if TYPE_CHECKING:
+    from agent.api.client import CometClient
+
+logger = log.get_logger(__name__)
+JOBS = (("heartbeat", "beat_s"), ("sample.cpu", "cpu_s"), ("sample.gpu", "gpu_s"))
+_STOPPED = object()
+
+
+class Heartbeat:
+    """Beats for one experiment and keeps the scheduler on the intervals in force."""
+
+    def __init__(
+        self,
+        policy: IntervalPolicy,
+        scheduler: Scheduler,
+        limiter: log.RateLimiter,
+        stopping: threading.Event,
+    ) -> None:
+        self.policy = policy
+        self._scheduler = scheduler
+        self._limiter = limiter
+        self._worker = _Worker(stopping)
+        self.last: dict[str, object] = {}
+        self.client: CometClient | None = None
+        self.key = ""
+
+    def beat(self) -> bool:
+        """Send one keep-alive and apply its answer; return whether the intervals changed."""
+        client, key = self.client, self.key
+        if client is None:
+            return False
+        at = now_ms()
+        try:
+            answer = self._worker.call(lambda: client.call("keep-alive", experiment_key=key))
+        except ApiError as exc:
+            self.last = {"at_ms": at, "ok": False, "error": str(exc)}
+            raise
+        if answer is _STOPPED:
+            return False
+        self.last = {"at_ms": at, "ok": True, "answer": answer}
+        return self.apply(answer)
+
+    def apply(self, answer: object) -> bool:
+        """Fold one answer into the intervals; reschedule what changed; say whether anything did."""
+        before = self.policy.current
+        change = self.policy.apply(answer)
+        for name, value in change.ignored:
+            if self._limiter.check(f"keepalive.ignored:{name}") is not None:
+                logger.warning("keepalive.ignored", field=name, value=str(value)[:60])
+        for name, asked, applied in change.clamped:
+            if self._limiter.check(f"keepalive.clamped:{name}:{asked}") is not None:
+                logger.warning("keepalive.clamped", field=name, asked_s=asked, applied_s=applied)
+        after = self.policy.current
+        for job_id, attr in JOBS:
+            old, new = getattr(before, attr), getattr(after, attr)
+            if old != new and self._scheduler.reschedule(job_id, new):
+                logger.info("schedule.changed", job=job_id, interval_s=new, previous_s=old)
+        return after != before
+
+
+class _Worker:
+    """One daemon thread for the keep-alive calls (one long-lived thread, not one per beat)."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+        self._calls: queue.SimpleQueue[tuple[Callable[[], object], _Outcome]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[[], object]) -> object:
+        """Return `fn()` (or raise its error); _STOPPED once the agent is stopping."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="keep-alive", daemon=True)
+            self._thread.start()
+        outcome = _Outcome()
+        self._calls.put((fn, outcome))
+        while not outcome.done.wait(0.1):
+            if self._stopping.is_set():
+                return _STOPPED
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value
+
+    def _run(self) -> None:
+        while True:
+            fn, outcome = self._calls.get()
+            try:
+                outcome.value = fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting job, which raises it
+                outcome.error = exc
+            finally:
+                outcome.done.set()
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: Exception | None = None

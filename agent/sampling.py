@@ -1,0 +1,152 @@
+"""The samplers of a run, grouped by job, and what taking one sample of a group involves.
+
+The ``cpu`` group (CPU, RAM, load, disk, network, the watched process tree)
+and the ``gpu`` group each run as one scheduled job. A sampler that fails is
+logged once and then rate-limited, the others go on; fields a device cannot
+give are logged once; health events go to the log, the run's output and a Log
+Other item. Each sample is logged at DEBUG (``sample.queued``) after its
+messages were written: the fault suite compares those lines with what arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+from agent import log
+from agent.api import bodies
+from agent.collect.base import HealthEvent, Roots, Sample, Sampler
+from agent.config import Settings
+from agent.errors import CollectorError, NoData
+from agent.message import Kind, Message
+from agent.samples import Channels, to_messages
+
+logger = log.get_logger(__name__)
+Put = Callable[[Sequence[Message]], bool]  # write messages; False when held in memory
+Line = Callable[[str], None]  # a line for the run's output (stderr)
+
+
+class Sampling:
+    """Build the samplers for a pid, and take samples of a group."""
+
+    def __init__(self, settings: Settings, roots: Roots, limiter: log.RateLimiter) -> None:
+        self._settings = settings
+        self._roots = roots
+        self._limiter = limiter
+        self.groups: dict[str, list[Sampler]] = {}
+        self.gpu_note: str | None = None
+        self._unsupported_seen: set[str] = set()
+        self._state: dict[str, dict[str, object]] = {}
+        # Sampling jobs change it while the status job copies it (json.dump iterates in
+        # Python: a change mid-way once raised and stopped the agent at start-up).
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+
+    def gpu(self, pid: int | None) -> Sampler | None:
+        """The GPU sampler (made on first use), or None when NVML or the GPUs are not there."""
+        if "gpu" in self.groups:
+            return self.groups["gpu"][0] if self.groups["gpu"] else None
+        from agent.collect import gpu
+
+        def off(reason: str) -> None:
+            self.gpu_note = reason
+            logger.info("gpu.off", reason=reason)
+
+        self._pid = pid
+        watched = self._watched_pids if pid else None
+        sampler = gpu.gpu_sampler(self._settings, watched_pids=watched, on_unavailable=off)
+        if sampler is not None:
+            for note in sampler.notes:
+                logger.info("gpu.note", note=note)
+        self.groups["gpu"] = [sampler] if sampler is not None else []
+        return sampler
+
+    def build(self, pid: int | None) -> None:
+        """Make every sampler the settings ask for, for the process tree of `pid`."""
+        from agent.collect.system import system_samplers
+
+        self.groups["cpu"] = system_samplers(self._settings, roots=self._roots, pid=pid)
+        self.gpu(pid)
+
+    def _watched_pids(self) -> set[int]:
+        from agent.collect import process
+
+        # Pids as this /proc sees them: the host's when the agent runs on the host, which is
+        # what NVML reports. Inside a container of its own the agent sees container pids.
+        return process.tree_pids(self._pid or os.getpid(), roots=self._roots)
+
+    def sample(
+        self, group: str, key: str, channels: Channels, put: Put, line: Line | None = None
+    ) -> None:
+        """Take one sample of every sampler in `group`, write the messages, log each sample."""
+        messages: list[Message] = []
+        taken: list[tuple[str, Sample, int]] = []
+        for sampler in self.groups.get(group, []):
+            sample = self._collect(sampler)
+            if sample is None:
+                continue
+            queued = to_messages(sample, key, channels)
+            messages.extend(queued)
+            taken.append((sampler.name, sample, len(queued)))
+        written = put(messages)
+        for name, sample, count in taken:
+            # `items`: metric-batch items; `written`: false while held in memory.
+            logger.debug(
+                "sample.queued",
+                collector=name,
+                timestamp_ms=sample.timestamp_ms,
+                messages=count,
+                items=len(sample.metrics),
+                written=written,
+            )
+            self._events(sample.events, key, put, line)
+            self._unsupported(name, sample)
+
+    def _collect(self, sampler: Sampler) -> Sample | None:
+        with self._lock:
+            state = self._state.setdefault(sampler.name, {"failures": 0})
+        try:
+            sample = sampler.collect()
+        except NoData as exc:
+            logger.debug("collector.no_data", collector=sampler.name, error=str(exc))
+            return None
+        except CollectorError as exc:
+            with self._lock:
+                state["failures"] = int(state["failures"]) + 1  # type: ignore[call-overload]
+                state["last_error"] = str(exc)
+            repeats = self._limiter.check(f"collector:{sampler.name}")
+            if repeats is not None:
+                logger.warning(
+                    "collector.failed", collector=sampler.name, error=str(exc), repeats=repeats
+                )
+            return None
+        if self._limiter.reset(f"collector:{sampler.name}"):
+            logger.info("collector.recovered", collector=sampler.name)
+        with self._lock:
+            state["last_ok_ms"] = sample.timestamp_ms
+        return sample
+
+    def _events(self, events: Sequence[HealthEvent], key: str, put: Put, line: Line | None) -> None:
+        for event in events:
+            logger.warning("health.event", kind=event.kind, message=event.message)
+            if line is not None:
+                line(f"[comet-agent] {event.message}\n")
+            body = bodies.log_other(f"comet_agent.{event.kind}", event.message, event.timestamp_ms)
+            put([Message("log-other", key, body, event.timestamp_ms, Kind.FACT)])
+
+    def _unsupported(self, name: str, sample: Sample) -> None:
+        for field_name in sorted(sample.unsupported - self._unsupported_seen):
+            self._unsupported_seen.add(field_name)
+            logger.info("collector.unsupported", collector=name, field=field_name)
+
+    def collectors(self) -> dict[str, dict[str, object]]:
+        """Per collector: failures, last error, last good sample (a copy, for the status)."""
+        with self._lock:
+            return {name: dict(state) for name, state in self._state.items()}
+
+    def close(self) -> None:
+        """Release what the samplers hold (NVML)."""
+        for samplers in self.groups.values():
+            for sampler in samplers:
+                sampler.close()

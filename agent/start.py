@@ -1,0 +1,56 @@
+"""``comet-agent start``: the daemon, until a signal, the watched process or the sidecar's end."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from types import FrameType
+
+from agent import log
+from agent.config import Settings
+from agent.daemon import Agent
+from agent.multinode import identify, is_leader
+from agent.watch import command_of
+
+logger = log.get_logger(__name__)
+
+
+def install_signals(agent: Agent) -> None:
+    """SIGTERM/SIGINT ask for a clean stop; a second one exits at once (the outbox is on disk)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if agent.stop_event.is_set():
+            logger.warning("agent.forced_exit", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        agent.stop_event.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``comet-agent start`` until stopped; return the exit status."""
+    from agent import sidecar
+    from agent.hardening import disable_core_dumps
+
+    disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
+
+    identity = identify(os.environ)
+    settings = sidecar.resolve_key(
+        settings, args.experiment_key_file, leader=is_leader(identity, settings.role)
+    )
+    agent = Agent(settings, pid=args.watch_pid, command=command_of(args.watch_pid))
+    install_signals(agent)
+    attachment = agent.start()
+    if args.experiment_key_file:
+        sidecar.publish_key(args.experiment_key_file, attachment.experiment_key)
+    where = f" {attachment.link}" if attachment.link else ""
+    mode = "offline" if attachment.offline else "attached"
+    print(f"comet-agent: {mode} experiment {attachment.experiment_key}{where}", flush=True)
+    try:
+        reason = agent.wait(watch_pid=args.watch_pid, exit_with=args.exit_with)
+        logger.info("agent.stop_requested", reason=reason)
+    finally:
+        agent.stop()
+    return 0
