@@ -1,4 +1,4 @@
-"""`comet-agent sysinfo` and `comet-agent sample`: what would be sent, in the units SPEC.md gives."""
+"""`comet-agent sysinfo` and `comet-agent sample`: what would be sent, in SPEC.md's units."""
 
 from __future__ import annotations
 
@@ -14,9 +14,23 @@ def test_sysinfo_json_has_every_system_details_field(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     details = data["system_details"]
-    for name in ("command", "executable", "hostname", "machine", "os", "osRelease", "osType",
-                 "pid", "processor", "pythonVersion", "pythonVersionVerbose", "user",
-                 "installedPackages", "networkInterfaceIps", "logAdditionalSystemInfoList"):
+    for name in (
+        "command",
+        "executable",
+        "hostname",
+        "machine",
+        "os",
+        "osRelease",
+        "osType",
+        "pid",
+        "processor",
+        "pythonVersion",
+        "pythonVersionVerbose",
+        "user",
+        "installedPackages",
+        "networkInterfaceIps",
+        "logAdditionalSystemInfoList",
+    ):
         assert name in details, name
     assert details["env"] is None
     assert isinstance(details["pid"], int)

@@ -365,6 +365,7 @@ def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Pa
     )
     messages = [m for m in typical_messages(samples=2) if m[0] != "upload-git-patch"]
     archive = write_archive(tmp_path / "offline", messages).path
+    server.sdk_quirks = True  # its uploader stamps output lines with monotonic ms (SPEC §1.5)
     env = clean_env(
         tmp_path / "home", {"COMET_API_KEY": CANARY_KEY, "COMET_URL_OVERRIDE": server.url}
     )
@@ -377,7 +378,15 @@ def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
     names = {item["metricName"] for item in server.metric_items()}
     assert {"sys.cpu.percent.avg", "sys.gpu.0.gpu_utilization"} <= names
-    assert [line["output"] for line in server.output_lines()][:2] == ["epoch 0 <b>", "warn\n"]
+    # It sends every stdout item, then every stderr item, numbering them in that order
+    # (SPEC §3.6): the lines and their flags arrive, the interleaving is the SDK's to lose.
+    got = sorted((str(line["output"]), bool(line["stderr"])) for line in server.output_lines())
+    assert got == [
+        ("epoch 0 <b>", False),
+        ("epoch 1 <b>", False),
+        ("warn\n", True),
+        ("warn\n", True),
+    ]
 
 
 def test_an_uploaded_archive_is_not_sent_twice(

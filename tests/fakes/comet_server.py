@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import email.parser
 import email.policy
 import gzip
@@ -32,7 +33,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.comet_routes import KEY_RE, ROUTES, Route, check_fields, check_patch_zip
+from tests.fakes.comet_routes import (
+    KEY_RE,
+    OUTPUT_LINE_SDK,
+    ROUTES,
+    Route,
+    check_fields,
+    check_patch_zip,
+    list_of,
+)
 
 JSON_CT = "application/json;charset=utf-8"
 MODES = ("status", "html", "truncated", "cut", "drop", "slow", "garbage-json")
@@ -85,6 +94,7 @@ class CometStandIn:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.api_key = api_key  # None: accept any non-empty key
+        self.sdk_quirks = False  # accept what SPEC.md records the real SDK sending (§1.5)
         self.requests: list[Recorded] = []
         self.keepalive: deque[dict[str, object]] = deque()
         self.keepalive_default: dict[str, object] = {
@@ -470,6 +480,10 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
                 problems.append(f"{route.name}: apiKey in the body must equal the API key")
             if not route.api_key_in_body and "apiKey" in fields:
                 problems.append(f"{route.name}: apiKey in a body that SPEC does not put it in")
+            if server.sdk_quirks and route.name == "log-output":
+                route = dataclasses.replace(
+                    route, required={"outputLines": list_of(OUTPUT_LINE_SDK)}
+                )
             problems.extend(check_fields(route, fields))
 
         def _multipart(self, route: Route, rec: Recorded, raw: bytes) -> dict[str, object]:
