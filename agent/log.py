@@ -95,8 +95,11 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # APScheduler logs two INFO lines per job run and urllib3 one per connection: noise.
-    for noisy in ("apscheduler", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    logging.getLogger("urllib3").setLevel(max(numeric, logging.WARNING))
+    # APScheduler also warns each time a run is skipped because the previous one is still
+    # going (a keep-alive waiting on a slow server): every second at 1 s. Our jobs log their
+    # own failures (job.failed), so only its errors get through.
+    logging.getLogger("apscheduler").setLevel(max(numeric, logging.ERROR))
     with _pending_lock:
         _pending = (numeric, fmt, stream, handler)
     if "structlog" in sys.modules:  # already paid for (tests, a long-lived caller): apply now

@@ -59,9 +59,13 @@ class StateDir:
         """Replace the status snapshot atomically (0600)."""
         tmp = self.path / f".{STATUS_NAME}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, default=str)
-        os.replace(tmp, self.path / STATUS_NAME)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, default=str)
+            os.replace(tmp, self.path / STATUS_NAME)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # gone after the replace; left only when the dump failed
 
     def orphans(self) -> Iterator[Path]:
         """Yield the outbox files of ended runs (runs/<pid> no one holds), locked for adoption."""
