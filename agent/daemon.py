@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
 CHECKPOINT_EVERY_S = 10.0
+FIRST_SAMPLE_S = 1.0
 
 __all__ = ["Agent", "ChildExit"]
 
@@ -248,7 +249,9 @@ class Agent:
         for group, interval_s in (("cpu", current.cpu_s), ("gpu", current.gpu_s)):
             if self._sampling.groups.get(group):
                 job = guarded(f"sample.{group}", partial(self.sample, group), self._limiter)
-                self._scheduler.add(f"sample.{group}", job, interval_s)
+                # The first sample a second in: utilisation is measured since the samplers
+                # were primed, and a window of a few milliseconds reads as a meaningless 0 %.
+                self._scheduler.add(f"sample.{group}", job, interval_s, first_in_s=FIRST_SAMPLE_S)
         if self._heartbeat.client is not None:
             first_answer = self.attachment is not None and self.attachment.first_answer is not None
             self._scheduler.add(
@@ -277,7 +280,7 @@ class Agent:
         if self._heartbeat.beat():
             self._write_status()  # so `status` shows a new interval at once; else every 5 s
 
-    def sample(self, group: str) -> None:
+    def sample(self, group: str, *, final: bool = False) -> None:
         """Take one sample of every sampler in `group` and queue the messages."""
         channels = Channels(
             sys_metrics=self.settings.sys_metrics,
@@ -292,7 +295,12 @@ class Agent:
                 line(text, stderr=True)
 
         self._sampling.sample(
-            group, self.experiment_key, channels, self.put, to_output if callable(line) else None
+            group,
+            self.experiment_key,
+            channels,
+            self.put,
+            to_output if callable(line) else None,
+            final=final,
         )
 
     def put(self, messages: Sequence[Message]) -> bool:
@@ -336,7 +344,7 @@ class Agent:
         try:
             if self.attachment is not None and self._delivery is not None:
                 for group in ("cpu", "gpu") if self._began.is_set() else ():
-                    self.sample(group)  # the last samples: the window an in-process SDK loses
+                    self.sample(group, final=True)  # the window an in-process SDK loses
                 close = getattr(self.output, "close", None)
                 if callable(close):
                     close()

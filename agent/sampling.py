@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from agent import log
@@ -25,6 +26,7 @@ from agent.samples import Channels, to_messages
 logger = log.get_logger(__name__)
 Put = Callable[[Sequence[Message]], bool]  # write messages; False when held in memory
 Line = Callable[[str], None]  # a line for the run's output (stderr)
+FINAL_GAP_S = 0.5  # a last sample closer than this to the previous one measures nothing
 
 
 class Sampling:
@@ -42,6 +44,7 @@ class Sampling:
         # Python: a change mid-way once raised and stopped the agent at start-up).
         self._lock = threading.Lock()
         self._pid: int | None = None
+        self._last_run: dict[str, float] = {}
 
     def gpu(self, pid: int | None) -> Sampler | None:
         """The GPU sampler (made on first use), or None when NVML or the GPUs are not there."""
@@ -77,9 +80,25 @@ class Sampling:
         return process.tree_pids(self._pid or os.getpid(), roots=self._roots)
 
     def sample(
-        self, group: str, key: str, channels: Channels, put: Put, line: Line | None = None
+        self,
+        group: str,
+        key: str,
+        channels: Channels,
+        put: Put,
+        line: Line | None = None,
+        *,
+        final: bool = False,
     ) -> None:
-        """Take one sample of every sampler in `group`, write the messages, log each sample."""
+        """Take one sample of every sampler in `group`, write the messages, log each sample.
+
+        The `final` sample at stop is skipped when the group was sampled a moment ago: its
+        utilisation would cover a few milliseconds (noise, often 0 %), and the one just
+        taken already holds the latest state.
+        """
+        now = time.monotonic()
+        if final and now - self._last_run.get(group, float("-inf")) < FINAL_GAP_S:
+            return
+        self._last_run[group] = now
         messages: list[Message] = []
         taken: list[tuple[str, Sample, int]] = []
         for sampler in self.groups.get(group, []):

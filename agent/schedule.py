@@ -79,11 +79,21 @@ class Scheduler:
             )
         return self._aps
 
-    def add(self, job_id: str, fn: Job, interval_s: float, *, run_now: bool = True) -> None:
-        """Schedule `fn` every `interval_s` seconds, first at once unless `run_now` is false."""
+    def add(
+        self,
+        job_id: str,
+        fn: Job,
+        interval_s: float,
+        *,
+        run_now: bool = True,
+        first_in_s: float = 0.0,
+    ) -> None:
+        """Schedule `fn` every `interval_s` seconds: first after `first_in_s` (at once by
+        default), or after a whole interval when `run_now` is false."""
         with self._lock:
             self._jobs[job_id] = _Entry(fn, interval_s)
-        first = _now() if run_now else _now() + timedelta(seconds=interval_s)
+        wait_s = min(first_in_s, interval_s) if run_now else interval_s
+        first = _now() + timedelta(seconds=wait_s)
         self._sched.add_job(
             fn,
             "interval",

@@ -144,3 +144,12 @@ def test_shutdown_while_a_job_reschedules_does_not_hang() -> None:
         check=False,
     )
     assert result.stdout == "shut down\n", result.stderr
+
+
+def test_first_run_can_wait_a_moment(sched: Scheduler) -> None:
+    """first_in_s delays the first run (samplers primed a moment ago measure nothing yet)."""
+    runs: list[float] = []
+    added = time.monotonic()
+    sched.add("tick", lambda: runs.append(time.monotonic()), 5.0, first_in_s=0.5)
+    wait_until(lambda: len(runs) >= 1, timeout_s=5)
+    assert 0.4 < runs[0] - added < 2.0
