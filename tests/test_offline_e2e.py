@@ -21,9 +21,11 @@ SESSION = {
     "health-ping",
     "experiment-metadata",
 }
+# About 2.5 s: long enough for a scheduled sample (the first comes a second in) to see the
+# command alive, so both runs send the process-tree metrics.
 SCRIPT = (
     "import sys, time\n"
-    "for i in range(3):\n"
+    "for i in range(6):\n"
     "    print('step', i, flush=True)\n"
     "    time.sleep(0.4)\n"
     "print('warning: done', file=sys.stderr)\n"
@@ -93,7 +95,7 @@ def test_offline_then_upload_matches_an_online_run(
         offline = _shape(second)
         assert second.violations == []
     assert offline["output"] == online["output"]
-    assert offline["offsets"] == online["offsets"] == list(range(4))
+    assert offline["offsets"] == online["offsets"] == list(range(7))
     assert offline["details"] == online["details"]
     assert offline["exit"] == online["exit"] == [("comet_agent.exit_code", 0)]
     assert offline["metric_names"] == online["metric_names"]
