@@ -209,11 +209,10 @@ def _terminal_setup(slave: int, out: BinaryIO) -> None:
 
 
 def _copy_window_size(out: BinaryIO, fd: int) -> None:
-    try:
+    # Not a terminal, or no fileno: the default 0x0 stays.
+    with suppress(OSError, ValueError):
         size = fcntl.ioctl(out.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
-    except (OSError, ValueError):  # not a terminal, or no fileno: the default 0x0 stays
-        pass
 
 
 def _pump(fd: int, sink: BinaryIO, is_stderr: bool, on_output: OnOutput | None, stop: int) -> None:
@@ -311,11 +310,9 @@ def _start_error(command: str, exc: OSError, env: Mapping[str, str]) -> tuple[in
 
 
 def _say(stream: BinaryIO, message: str) -> None:
-    try:
+    with suppress(OSError):
         stream.write(message.encode() + b"\n")
         stream.flush()
-    except OSError:
-        pass
 
 
 def _call_hook(hook: Callable[[int], None], pid: int) -> None:

@@ -17,6 +17,7 @@ and renamed, so a reader never sees half a key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -95,11 +96,9 @@ def read_key(path: Path) -> str | None:
 def publish_key(path: str, key: str) -> None:
     """Write `key` to `path` atomically (0644: the training container may run as another user)."""
     target = Path(path)
-    try:
+    with contextlib.suppress(ConfigError):  # whatever is there is not a key: replace it
         if read_key(target) == key:
             return
-    except ConfigError:
-        pass  # whatever is there is not a key: replace it
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

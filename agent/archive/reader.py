@@ -162,12 +162,9 @@ class Archive:
         """Return how many line ends `member` holds (for progress; damage is not reported)."""
         count = 0
         if member in self.names:
-            try:
-                with self._open(member) as fh:
-                    while chunk := fh.read(_CHUNK):
-                        count += chunk.count(b"\n")
-            except _READ_ERRORS:
-                pass
+            with contextlib.suppress(*_READ_ERRORS), self._open(member) as fh:
+                while chunk := fh.read(_CHUNK):
+                    count += chunk.count(b"\n")
         return count
 
     def raw_lines(self, member: str = MESSAGES) -> Iterator[tuple[int, bytes]]:
