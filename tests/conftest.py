@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +64,18 @@ def _env(home: Path, server: CometStandIn) -> dict[str, str]:
 def _offline_env(home: Path) -> dict[str, str]:
     """Environment for a subprocess agent with no API key (offline)."""
     return clean_env(home)
+
+
+@pytest.fixture(name="genv")
+def _genv(tmp_path: Path, home: Path) -> dict[str, str]:
+    """An environment for `git` where no user or system git configuration leaks in."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CEILING_DIRECTORIES": str(tmp_path),
+        "GIT_AUTHOR_NAME": "A",
+        "GIT_AUTHOR_EMAIL": "a@example.com",
+        "GIT_COMMITTER_NAME": "A",
+        "GIT_COMMITTER_EMAIL": "a@example.com",
+    }

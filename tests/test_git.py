@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import zipfile
@@ -16,23 +15,6 @@ from agent.collect.git import Git, GitInfo
 from agent.errors import CollectorError, NoData
 
 GIT = shutil.which("git") or pytest.skip("git is not installed", allow_module_level=True)
-
-
-@pytest.fixture(name="genv")
-def _genv(tmp_path: Path) -> dict[str, str]:
-    """An environment where no user or system git configuration leaks in."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CEILING_DIRECTORIES": str(tmp_path),
-        "GIT_AUTHOR_NAME": "A",
-        "GIT_AUTHOR_EMAIL": "a@example.com",
-        "GIT_COMMITTER_NAME": "A",
-        "GIT_COMMITTER_EMAIL": "a@example.com",
-    }
 
 
 def sh(cwd: Path, env: dict[str, str], *args: str) -> str:

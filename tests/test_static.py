@@ -133,22 +133,6 @@ def test_the_agent_as_its_own_target() -> None:
     assert {"key": "python_source", "value": "agent"} in body["logAdditionalSystemInfoList"]
 
 
-@pytest.fixture(name="genv")
-def _genv(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CEILING_DIRECTORIES": str(tmp_path),
-        "GIT_AUTHOR_NAME": "A",
-        "GIT_AUTHOR_EMAIL": "a@example.com",
-        "GIT_COMMITTER_NAME": "A",
-        "GIT_COMMITTER_EMAIL": "a@example.com",
-    }
-
-
 @pytest.fixture(name="repo")
 def _repo(tmp_path: Path, genv: dict[str, str]) -> Path:
     """A dirty repository with a token in its origin URL."""
