@@ -74,6 +74,13 @@ def _experiment(parser: argparse.ArgumentParser) -> None:
         help="write an offline archive instead of sending",
     )
     group.add_argument(
+        "--local-copy",
+        dest="local_copy",
+        action="store_true",
+        default=None,
+        help="online: also keep an archive of what is sent, for `comet-agent report`",
+    )
+    group.add_argument(
         "--cpu-interval",
         dest="cpu_interval_s",
         type=float,
@@ -221,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "path",
         nargs="?",
         metavar="PATH",
-        help="offline archive or state directory (default: the newest archive)",
+        help="an archive, or a state directory whose agent keeps one (default: the newest)",
     )
     report.add_argument("-o", "--output", metavar="FILE", help="output file (default: report.html)")
     report.add_argument(

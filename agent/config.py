@@ -103,6 +103,9 @@ OPTIONS: tuple[Option, ...] = (
            sdk="comet.offline"),
     Option("comet", "offline_directory", Path, None, "where offline archives go",
            sdk="comet.offline_directory", shown_default="~/.local/share/comet-agent"),
+    Option("comet", "local_copy", bool, False,
+           "online: also keep an archive of what is sent in <offline_directory>/online/ "
+           "(for comet-agent report)"),
     # [agent]: the process itself
     Option("agent", "state_directory", Path, None,
            "outbox and state; systemd's $STATE_DIRECTORY when set",
@@ -228,6 +231,7 @@ class Settings:
     experiment_name: str | None = None
     offline: bool = False
     offline_directory: Path = Path()
+    local_copy: bool = False
     api_key_file: Path | None = None
     state_directory: Path = Path()
     stop_timeout_s: float = 10.0
@@ -275,6 +279,11 @@ class Settings:
     # Not options: where values came from, for `status` and `doctor`.
     explicit: frozenset[str] = frozenset()
     files: tuple[str, ...] = ()
+
+    @property
+    def local_copy_directory(self) -> Path:
+        """Where online agents keep their local copies (`upload` with no PATH never looks)."""
+        return self.offline_directory / "online"
 
     @property
     def offline_reason(self) -> str | None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__, log
@@ -89,7 +90,8 @@ class Agent:
         self._sampling = Sampling(settings, self._roots, self._limiter)
         self._state: StateDir | None = None
         self._delivery: Delivery | None = None
-        self._archive: OfflineSink | None = None
+        self._archive: OfflineSink | None = None  # offline: the archive is the sink
+        self._copy: OfflineSink | None = None  # online with local_copy: what is sent, kept
         self._offline_note: dict[str, str | None] = {}
         self._archive_hint: str | None = None
         self._began = threading.Event()
@@ -121,6 +123,7 @@ class Agent:
             self._make_sink(self.attachment),
             s,
             archive=self._archive,
+            copy=self._copy,
             limiter=self._limiter,
         )
         if self._archive is None:
@@ -184,30 +187,47 @@ class Agent:
     def _make_sink(self, attachment: Attachment) -> Sink:
         s = self.settings
         if attachment.offline:
-            from agent.sinks.offline import OfflineSink
-
-            given = bool(s.experiment_key)
-            self._archive = OfflineSink(
-                s.offline_directory,
-                attachment.experiment_key,
-                workspace=s.workspace,
-                project=s.project_name,
-                start_ms=self.started_ms,
-                resume_strategy="get_or_create" if given else "create",
-                user_provided_key=given,
-            )
-            for done in self._archive.recovered:
-                logger.warning(
-                    "archive.recovered",
-                    path=str(done.path),
-                    lines=done.lines,
-                    problems=list(done.problems),
-                )
+            self._archive = self._open_archive(s.offline_directory, attachment.experiment_key)
             return self._archive
+        if s.local_copy:
+            directory = s.local_copy_directory
+            try:
+                # The experiment exists online: should the copy ever be uploaded, it adds to it.
+                self._copy = self._open_archive(directory, attachment.experiment_key, given=True)
+            except (OSError, AgentError) as exc:
+                logger.warning(
+                    "local_copy.unavailable",
+                    directory=str(directory),
+                    error=getattr(exc, "strerror", None) or str(exc),
+                    hint="sending goes on; set COMET_OFFLINE_DIRECTORY to a writable place",
+                )
         from agent.api.client import CometClient
         from agent.sinks.rest import RestSink
 
         return RestSink(CometClient.from_settings(s))
+
+    def _open_archive(self, directory: Path, key: str, *, given: bool = False) -> OfflineSink:
+        from agent.sinks.offline import OfflineSink
+
+        s = self.settings
+        given = given or bool(s.experiment_key)
+        archive = OfflineSink(
+            directory,
+            key,
+            workspace=s.workspace,
+            project=s.project_name,
+            start_ms=self.started_ms,
+            resume_strategy="get_or_create" if given else "create",
+            user_provided_key=given,
+        )
+        for done in archive.recovered:
+            logger.warning(
+                "archive.recovered",
+                path=str(done.path),
+                lines=done.lines,
+                problems=list(done.problems),
+            )
+        return archive
 
     def _start_facts(self, attachment: Attachment) -> list[Message]:
         from agent.facts import gather, start_messages
@@ -260,9 +280,10 @@ class Agent:
                 current.beat_s,
                 run_now=not first_answer,
             )
-        if self._archive is not None:
+        archive = self._archive or self._copy
+        if archive is not None:
             # Keeps experiment.json's stop_time current, so a crashed run's archive is whole.
-            checkpoint = guarded("archive.checkpoint", self._archive.checkpoint, self._limiter)
+            checkpoint = guarded("archive.checkpoint", archive.checkpoint, self._limiter)
             self._scheduler.add("archive.checkpoint", checkpoint, CHECKPOINT_EVERY_S, run_now=False)
         self._scheduler.add(
             "status",
@@ -369,6 +390,11 @@ class Agent:
     def _finish(self) -> None:
         if self._delivery is not None:
             self._delivery.sink.close()  # an offline archive is zipped here
+        if self._copy is not None:
+            try:
+                self._copy.close()
+            except ApiError as exc:
+                logger.warning("local_copy.unfinished", error=str(exc))
         if self._archive is not None:
             from agent.archive import upload_hint
 
@@ -408,6 +434,7 @@ class Agent:
             "pending_in_memory": delivery.get("pending_in_memory", 0),
             "collectors": self._sampling.collectors(),
             "gpu": self._sampling.gpu_note or "on",
+            "archive": str(archive.path) if (archive := self._archive or self._copy) else None,
             "archive_hint": self._archive_hint,
         }
 

@@ -58,11 +58,14 @@ class Delivery:
         settings: Settings,
         *,
         archive: OfflineSink | None = None,
+        copy: OfflineSink | None = None,
         limiter: log.RateLimiter | None = None,
     ) -> None:
         self.outbox = outbox
         self.sink = sink
         self.archive = archive
+        self.copy = copy
+        self.copy_failed = 0  # messages the local copy could not take (they were still sent)
         self._limiter = limiter or log.RateLimiter()
         self._pending: deque[Message] = deque()
         self._lock = threading.Lock()
@@ -130,6 +133,8 @@ class Delivery:
             if self._pending:
                 logger.info("outbox.put_recovered", count=len(self._pending))
             self._pending.clear()
+            if self.copy is not None:
+                self._copy(batch)
         if self.sender is not None:
             self.sender.wake()
         return True
@@ -142,6 +147,24 @@ class Delivery:
             msg = batch[0]
             self.archive.send(msg.endpoint, msg.experiment_key, msg.body, msg.attachment)
             batch.pop(0)
+
+    def _copy(self, batch: Sequence[Message]) -> None:
+        """Append what was just queued to the local copy; the outbox stays the durable path."""
+        assert self.copy is not None  # noqa: S101 - local copy only
+        for msg in batch:
+            if msg.experiment_key != self.copy.experiment_key:
+                continue  # adopted from an ended run: not this experiment's copy
+            try:
+                self.copy.send(msg.endpoint, msg.experiment_key, msg.body, msg.attachment)
+            except ApiError as exc:
+                self.copy_failed += 1
+                if self._limiter.check("local_copy.write_failed") is not None:
+                    logger.warning(
+                        "local_copy.write_failed",
+                        error=str(exc),
+                        failed=self.copy_failed,
+                        hint="the messages are still sent; only the local copy misses them",
+                    )
 
     @property
     def held(self) -> int:
@@ -192,4 +215,5 @@ class Delivery:
             "outbox": asdict(self.outbox.stats()),
             "sender": asdict(self.sender.status()) if self.sender is not None else None,
             "pending_in_memory": self.held,
+            "local_copy_failed": self.copy_failed,
         }

@@ -2,8 +2,11 @@
 
 The source is an offline archive (a zip, or the partial directory of a run
 still going or cut short); with no PATH, the newest one in the offline
-directory (or its ``uploaded/`` folder). A state directory is not a source:
-its outbox only holds what has not been sent yet, never the whole run.
+directory, its ``uploaded/`` folder, or its ``online/`` folder (the local
+copies online agents keep with ``local_copy``). A state directory names its
+agent's archive in ``status.json``: an offline agent's, or an online agent's
+local copy. Without a local copy an online agent has nothing to draw: its
+outbox only holds what has not been sent yet, never the whole run.
 
 The page needs no network: inline CSS, inline SVG charts drawn here
 (``agent.report_svg``), no script. It shows CPU (per core when known, else
@@ -31,9 +34,11 @@ from agent.errors import UsageError
 from agent.report_data import RunData, Series, load
 from agent.report_style import CSS
 from agent.report_svg import Line, chart, elapsed
+from agent.state import STATUS_NAME, read_status
 
 GIB = float(1 << 30)
 _GPU = re.compile(r"^sys\.gpu\.(\d+)\.")
+LOCAL_COPY_HINT = "--local-copy (or [comet] local_copy = true)"
 PNG_HINT = "--png needs matplotlib: pip install 'comet-agent[png]'"
 
 
@@ -73,14 +78,33 @@ def _source(path: Path | None, settings: Settings) -> Path:
         raise UsageError(f"no such archive: {path}; give a .zip or a .partial directory")
     if path is not None and (path.is_file() or path.name.endswith(PARTIAL_SUFFIX)):
         return path
-    folder = path if path is not None else settings.offline_directory
-    found = find_archives(folder) + find_archives(folder / "uploaded")
+    if path is not None and (path / STATUS_NAME).is_file():
+        return _from_state(path)
+    if path is None:
+        folders = [settings.offline_directory, settings.local_copy_directory]
+    else:
+        folders = [path]
+    found = [p for f in folders for sub in (f, f / "uploaded") for p in find_archives(sub)]
     if not found:
         raise UsageError(
-            f"{folder} holds no offline archive; give a .zip or .partial path "
-            "(report reads archives: a state directory's outbox holds only what is unsent)"
+            f"{folders[0]} holds no archive; give a .zip or .partial path, or a state directory "
+            f"(online agents keep one only with {LOCAL_COPY_HINT})"
         )
     return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def _from_state(state: Path) -> Path:
+    """The archive the agent on `state` writes (offline) or keeps as a local copy (online)."""
+    snapshot = read_status(state) or {}
+    archive = snapshot.get("archive")
+    if isinstance(archive, str) and Path(archive).exists():
+        return Path(archive)
+    if isinstance(archive, str):
+        raise UsageError(f"the archive of the agent on {state}, {archive}, is gone")
+    raise UsageError(
+        f"the agent on {state} keeps no archive: it sends online without a local copy; "
+        f"start it with {LOCAL_COPY_HINT} to draw its runs"
+    )
 
 
 def _line(label: str, series: Series, scale: float = 1.0) -> Line:

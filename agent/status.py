@@ -119,6 +119,9 @@ def render(report: Mapping[str, object], snapshot: Mapping[str, object] | None) 
             f"{outbox.get('dead', 0)} dead letters · "
             f"{outbox.get('dropped_total', 0)} dropped at the size cap"
         )
+    if snapshot.get("archive"):
+        copy = "" if snapshot.get("offline") else " (local copy)"
+        lines.append(f"archive     {snapshot['archive']}{copy}; draw it: comet-agent report")
     sender = _map(snapshot.get("sender"))
     if sender.get("last_error"):
         lines.append(f"last error  {sender.get('last_error')}")

@@ -137,7 +137,7 @@ def test_missing_archive_is_a_usage_error(tmp_path: Path) -> None:
     )
     result = run_agent(["report"], env)
     assert result.returncode == 2
-    assert "holds no offline archive" in result.stderr
+    assert "holds no archive" in result.stderr
 
 
 def test_png_without_matplotlib_says_how_to_get_it(tmp_path: Path) -> None:

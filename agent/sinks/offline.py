@@ -93,6 +93,11 @@ class OfflineSink:
         self._log = log.get_logger()
 
     @property
+    def experiment_key(self) -> str:
+        """The experiment this archive holds."""
+        return self._key
+
+    @property
     def path(self) -> Path:
         """The archive: the zip once closed, the partial directory before."""
         return self.finalized.path if self.finalized else self.partial_path
