@@ -39,6 +39,7 @@ from agent.errors import CollectorError, NoData
 FIXTURES = Path(__file__).parent / "fixtures"
 HOST = Roots.under(FIXTURES / "host-plain")
 LIMITED = Roots.under(FIXTURES / "cgroup2-limited")
+SLICE = Roots.under(FIXTURES / "slice-limited")
 V1_BOX = Roots.under(FIXTURES / "cgroup1")
 SCOPE = "/user.slice/user-1000.slice/session-3.scope"
 
@@ -286,6 +287,73 @@ def test_no_cgroup_at_all(tmp_path: Path) -> None:
 
 
 # --- reading ----------------------------------------------------------------------------------
+
+
+def test_a_slice_limit_binds_the_service_below_it() -> None:
+    """systemd: CPUQuota=400% and MemoryMax=8G on training.slice, none on the service in it.
+    CPU and memory are read at the slice; PSI and the OOM verdict stay the service's own."""
+    cg = find_cgroup(SLICE)
+    base = FIXTURES / "slice-limited/sys/fs/cgroup"
+    assert (cg.version, cg.path) == (V2, "/training.slice/train.service")
+    assert cg.cpu == cg.cpuacct == cg.memory == base / "training.slice"
+    assert cg.unified == base / "training.slice/train.service"
+    assert (cg.cpu_limit_path, cg.memory_limit_path) == ("/training.slice", "/training.slice")
+    assert (read_cpu_quota(cg), read_memory_limit(cg)) == (4.0, 8_589_934_592)
+    assert read_cpu_stat(cg).nr_throttled == 1200
+    assert read_pressure(cg, "cpu", SLICE) == 0.31
+    assert oom_kill_count(SLICE) == 0  # the slice counts 1, a sibling's
+    assert describe(SLICE)[2:] == [
+        ("cgroup_cpu_quota", 4.0),
+        ("cgroup_memory_limit_bytes", 8_589_934_592),
+        ("cgroup_cpu_view", "cgroup"),
+        ("cgroup_memory_view", "cgroup"),
+        ("cgroup_cpu_limit_from", "/training.slice"),
+        ("cgroup_memory_limit_from", "/training.slice"),
+    ]
+
+
+def test_the_lowest_limit_on_the_way_up_binds(tmp_path: Path) -> None:
+    """Slurm (v2): 8 GiB on the job, 6 GiB on the step, none on the task: the step's binds;
+    a lower limit of our own wins over every parent's."""
+    job = "sys/fs/cgroup/system.slice/slurmstepd.scope/job_7"
+    files = {
+        "proc/self/cgroup": "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n",
+        "proc/self/mountinfo": "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        f"{job}/memory.max": "8589934592\n",
+        f"{job}/cpu.max": "200000 100000\n",
+        f"{job}/step_0/memory.max": "6442450944\n",
+        f"{job}/step_0/cpu.max": "max 100000\n",
+        f"{job}/step_0/user/memory.max": "max\n",
+        f"{job}/step_0/user/task_0/memory.max": "max\n",
+        f"{job}/step_0/user/task_0/cpu.max": "max 100000\n",
+    }
+    cg = find_cgroup(write_tree(tmp_path, files))
+    assert cg.memory_limit_path == "/system.slice/slurmstepd.scope/job_7/step_0"
+    assert cg.cpu_limit_path == "/system.slice/slurmstepd.scope/job_7"
+    assert (read_memory_limit(cg), read_cpu_quota(cg)) == (6_442_450_944, 2.0)
+    own = tmp_path / f"{job}/step_0/user/task_0"
+    (own / "memory.max").write_text("1073741824\n")
+    cg = find_cgroup(Roots.under(tmp_path))
+    assert (cg.memory, cg.memory_limit_path, read_memory_limit(cg)) == (own, None, 1 << 30)
+    assert find_cgroup(Roots.under(tmp_path), climb=False).cpu == own
+
+
+def test_v1_parent_limit_binds(tmp_path: Path) -> None:
+    """v1 without a container: a limit on the job's memory cgroup binds the task below it."""
+    files = {
+        "proc/self/cgroup": "5:memory:/slurm/uid_1/job_7/step_0/task_0\n",
+        "proc/self/mountinfo": (
+            "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        ),
+        "sys/fs/cgroup/memory/slurm/memory.limit_in_bytes": "9223372036854771712\n",
+        "sys/fs/cgroup/memory/slurm/uid_1/job_7/memory.limit_in_bytes": "2147483648\n",
+        "sys/fs/cgroup/memory/slurm/uid_1/job_7/step_0/task_0/memory.limit_in_bytes": (
+            "9223372036854771712\n"
+        ),
+    }
+    cg = find_cgroup(write_tree(tmp_path, files))
+    assert cg.memory_limit_path == "/slurm/uid_1/job_7"
+    assert read_memory_limit(cg) == 2_147_483_648
 
 
 def test_read_v2_limited() -> None:

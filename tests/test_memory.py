@@ -86,6 +86,19 @@ def test_cgroup2_limit_replaces_the_host() -> None:
     assert sample.events == ()  # the 2 kills happened before we started
 
 
+def test_a_parent_slice_limit_replaces_the_host() -> None:
+    """MemoryMax= on the slice above us: the slice's working set against its 8 GiB."""
+    sample = sampler_on(FIXTURES / "slice-limited").collect()
+    assert sample.metrics == {
+        "sys.ram.total": 8_589_934_592,
+        "sys.ram.used": 2_684_354_560,  # the slice's memory.current - inactive_file
+        "sys.ram.available": 5_905_580_032,
+        "sys.ram.percent.used": 31.2,
+        "sys.ram.oom_kills": 1,  # the slice's: a kill anywhere in it counts against its limit
+        "sys.ram.pressure.some_avg10": 0.0,  # our own cgroup's PSI
+    }
+
+
 def test_cgroup1_limit() -> None:
     """v1: usage_in_bytes - total_inactive_file against limit_in_bytes; OOM from oom_control."""
     sample = sampler_on(FIXTURES / "cgroup1").collect()

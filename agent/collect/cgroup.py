@@ -12,8 +12,9 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from agent.collect.base import Roots, read_small
@@ -46,6 +47,12 @@ class Cgroup:
     cpuacct: Path | None  # where CPU usage is: v2's directory, v1's cpuacct controller
     memory: Path | None
     unified: Path | None  # the v2 directory, for PSI (also on hybrid hosts)
+    cpu_v2: bool = False  # cpu (and cpuacct) files are v2's (cpu.max, cpu.stat in usec)
+    memory_v2: bool = False  # memory files are v2's (memory.max, memory.current, ...)
+    # Where a parent's limit binds tighter than our own (a systemd slice, a Slurm job), the
+    # cpu and memory directories above are that parent's, and these name it; else None.
+    cpu_limit_path: str | None = None
+    memory_limit_path: str | None = None
     _files: dict[tuple[str, str], Path] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -213,8 +220,12 @@ def parse_psi_some_avg10(text: str) -> float:
 # Finding the cgroup
 
 
-def find_cgroup(roots: Roots = Roots(), pid: int | None = None) -> Cgroup:
-    """Resolve the cgroup directories of `pid` (None: this process); NoData if there are none."""
+def find_cgroup(roots: Roots = Roots(), pid: int | None = None, *, climb: bool = True) -> Cgroup:
+    """Resolve the cgroup directories of `pid` (None: this process); NoData if there are none.
+
+    With `climb`, the cpu and memory directories are those of the parent whose limit binds
+    (see ``_tightest``); without, always the process's own.
+    """
     who = "self" if pid is None else str(pid)
     paths = parse_proc_cgroup(read_small(roots.proc / who / "cgroup"))
     # Mounts come from *our* mountinfo: /proc/<pid>/cgroup is written relative to the reader's
@@ -230,21 +241,92 @@ def find_cgroup(roots: Roots = Roots(), pid: int | None = None) -> Cgroup:
         raise NoData("no cgroup file system is mounted")
     unified = _directory(roots, v2, paths[""]) if v2 is not None and "" in paths else None
 
-    def controller(name: str) -> Path | None:
+    def controller(name: str) -> tuple[Path, Path] | None:
+        """The directory of controller `name` and the top of its hierarchy as mounted here."""
         if name in v1 and name in paths:
-            return _directory(roots, v1[name], paths[name])
-        return unified if not v1 else None
+            mount = v1[name]
+            return _directory(roots, mount, paths[name]), _under_roots(roots, mount.mount_point)
+        if not v1 and unified is not None and v2 is not None:
+            return unified, _under_roots(roots, v2.mount_point)
+        return None
 
     version = HYBRID if v2 is not None and v1 else (V2 if v2 is not None else V1)
     path = paths.get("memory", paths.get("cpu", "/")) if v1 else paths.get("", "/")
+    cpu, cpuacct, memory = controller("cpu"), controller("cpuacct"), controller("memory")
+    cpu_v2 = cpu is not None and cpu[0] == unified
+    memory_v2 = memory is not None and memory[0] == unified
+    cpu_dir = cpuacct_dir = cpu_from = memory_dir = memory_from = None
+    if cpu is not None:
+        cpu_dir = _tightest(*cpu, partial(_quota_in, v2=cpu_v2)) if climb else cpu[0]
+        cpu_from = _moved(cpu, cpu_dir)
+    if cpuacct is not None:
+        # Usage is read where the quota is, so the two describe the same processes.
+        cpuacct_dir = cpu_dir if cpu is not None and cpuacct[0] == cpu[0] else cpuacct[0]
+    if memory is not None:
+        memory_dir = (
+            _tightest(*memory, partial(_memory_limit_in, v2=memory_v2)) if climb else memory[0]
+        )
+        memory_from = _moved(memory, memory_dir)
     return Cgroup(
         version=version,
         path=path,
-        cpu=controller("cpu"),
-        cpuacct=controller("cpuacct"),
-        memory=controller("memory"),
+        cpu=cpu_dir,
+        cpuacct=cpuacct_dir,
+        memory=memory_dir,
         unified=unified,
+        cpu_v2=cpu_v2,
+        memory_v2=memory_v2,
+        cpu_limit_path=cpu_from,
+        memory_limit_path=memory_from,
     )
+
+
+def _tightest(directory: Path, top: Path, limit_in: Callable[[Path], float | None]) -> Path:
+    """`directory` or the ancestor (below `top`, the mount) with the lowest limit.
+
+    A limit set on a parent (a systemd slice with MemoryMax=, a Slurm job's
+    cgroup above its steps and tasks) binds every process below it, while the
+    process's own cgroup reads "max". The lowest limit on the way up is the one
+    that binds first.
+    """
+    best, best_limit = directory, limit_in(directory)
+    here = directory
+    while here != top and top in here.parents:
+        here = here.parent
+        if here == top:
+            break  # the mount's root: the host's root cgroup has no limit files
+        limit = limit_in(here)
+        if limit is not None and (best_limit is None or limit < best_limit):
+            best, best_limit = here, limit
+    return best
+
+
+def _moved(found: tuple[Path, Path], chosen: Path) -> str | None:
+    """The cgroup path (relative to the mount) of `chosen` when it is a parent, else None."""
+    own, top = found
+    if chosen == own:
+        return None
+    return "/" + str(chosen.relative_to(top)) if chosen != top else "/"
+
+
+def _quota_in(directory: Path, *, v2: bool) -> float | None:
+    try:
+        if v2:
+            return parse_cpu_max(read_small(directory / "cpu.max"))
+        quota = read_small(directory / "cpu.cfs_quota_us")
+        if quota.lstrip().startswith("-"):
+            return None
+        return parse_cfs_quota(quota, read_small(directory / "cpu.cfs_period_us"))
+    except CollectorError:
+        return None  # unreadable or odd: this level sets no limit we can use
+
+
+def _memory_limit_in(directory: Path, *, v2: bool) -> float | None:
+    name = "memory.max" if v2 else "memory.limit_in_bytes"
+    try:
+        return parse_memory_limit(read_small(directory / name))
+    except CollectorError:
+        return None
 
 
 def find_cgroup_or_none(roots: Roots = Roots(), pid: int | None = None) -> Cgroup | None:
@@ -286,7 +368,7 @@ def _under_roots(roots: Roots, mount_point: str) -> Path:
 def read_cpu_quota(cg: Cgroup) -> float | None:
     """Return the CPU quota in CPUs, or None when there is none (or no CPU controller here)."""
     try:
-        if cg.cpu == cg.unified:
+        if cg.cpu_v2:
             return parse_cpu_max(read_small(cg.file("cpu", "cpu.max")))
         quota = read_small(cg.file("cpu", "cpu.cfs_quota_us"))
         if quota.lstrip().startswith("-"):
@@ -298,7 +380,7 @@ def read_cpu_quota(cg: Cgroup) -> float | None:
 
 def read_cpu_stat(cg: Cgroup) -> CpuStat:
     """Return usage and throttling counters (ns); NoData where the cgroup does not count them."""
-    if cg.cpuacct is not None and cg.cpuacct == cg.unified:
+    if cg.cpuacct is not None and cg.cpu_v2:
         stat = parse_keyed(read_small(cg.file("cpuacct", "cpu.stat")), "cpu.stat")
         if "usage_usec" not in stat:
             raise CollectorError(f"{cg.file('cpuacct', 'cpu.stat')}: no usage_usec")
@@ -322,7 +404,7 @@ def read_cpu_stat(cg: Cgroup) -> CpuStat:
 
 def read_memory_limit(cg: Cgroup) -> int | None:
     """Return the memory limit in bytes, or None when there is none."""
-    name = "memory.max" if cg.memory == cg.unified else "memory.limit_in_bytes"
+    name = "memory.max" if cg.memory_v2 else "memory.limit_in_bytes"
     try:
         return parse_memory_limit(read_small(cg.file("memory", name)))
     except NoData:
@@ -331,20 +413,20 @@ def read_memory_limit(cg: Cgroup) -> int | None:
 
 def read_memory_usage(cg: Cgroup) -> tuple[int, Mapping[str, int]]:
     """Return the cgroup's memory usage in bytes and its memory.stat."""
-    name = "memory.current" if cg.memory == cg.unified else "memory.usage_in_bytes"
+    name = "memory.current" if cg.memory_v2 else "memory.usage_in_bytes"
     usage = parse_int(read_small(cg.file("memory", name)), name)
     return usage, parse_keyed(read_small(cg.file("memory", "memory.stat")), "memory.stat")
 
 
 def working_set(cg: Cgroup, usage: int, stat: Mapping[str, int]) -> int:
     """Return usage minus inactive page cache: what docker stats and the kubelet call used."""
-    key = "inactive_file" if cg.memory == cg.unified else "total_inactive_file"
+    key = "inactive_file" if cg.memory_v2 else "total_inactive_file"
     return max(0, usage - stat.get(key, stat.get("inactive_file", 0)))
 
 
 def read_memory_events(cg: Cgroup) -> dict[str, int]:
     """Return memory.events (v2: low, high, max, oom, oom_kill) or v1's memory.oom_control."""
-    name = "memory.events" if cg.memory == cg.unified else "memory.oom_control"
+    name = "memory.events" if cg.memory_v2 else "memory.oom_control"
     return parse_keyed(read_small(cg.file("memory", name)), name)
 
 
@@ -360,9 +442,13 @@ def read_pressure(cg: Cgroup | None, resource: str, roots: Roots = Roots()) -> f
 
 
 def oom_kill_count(roots: Roots = Roots(), pid: int | None = None) -> int | None:
-    """Return how many processes of `pid`'s cgroup the OOM killer has killed; None: unknown."""
+    """Return how many processes of `pid`'s cgroup the OOM killer has killed; None: unknown.
+
+    The process's own cgroup, even under a parent's limit: the parent's count would also
+    take in its siblings' kills (v2 counts a kill in the victim's cgroup and every parent).
+    """
     try:
-        return read_memory_events(find_cgroup(roots, pid)).get("oom_kill")
+        return read_memory_events(find_cgroup(roots, pid, climb=False)).get("oom_kill")
     except CollectorError:
         return None
 
@@ -423,4 +509,6 @@ def describe(roots: Roots = Roots(), pid: int | None = None) -> list[tuple[str, 
         ("cgroup_memory_limit_bytes", limit),
         ("cgroup_cpu_view", "cgroup" if cpu_limit_binds(quota, host_cpus(roots)) else "host"),
         ("cgroup_memory_view", "cgroup" if memory_view else "host"),
-    ]
+        *[(f"cgroup_{what}_limit_from", where) for what, where in
+          (("cpu", cg.cpu_limit_path), ("memory", cg.memory_limit_path)) if where],
+    ]  # fmt: skip
