@@ -230,7 +230,7 @@ class OutputStream:
             try:
                 text = data[start:end].decode("utf-8")
             except UnicodeDecodeError:
-                pass
+                pass  # the line-by-line path below replaces the bad bytes
             else:
                 texts = text.split("\n")
                 texts.pop()  # the empty string after the last "\n"
