@@ -290,11 +290,9 @@ def _tightest(directory: Path, top: Path, limit_in: Callable[[Path], float | Non
     that binds first.
     """
     best, best_limit = directory, limit_in(directory)
-    here = directory
-    while here != top and top in here.parents:
-        here = here.parent
-        if here == top:
-            break  # the mount's root: the host's root cgroup has no limit files
+    for here in directory.parents:
+        if top not in here.parents:
+            break  # the mount's root (the host's root cgroup has no limit files), or above it
         limit = limit_in(here)
         if limit is not None and (best_limit is None or limit < best_limit):
             best, best_limit = here, limit
