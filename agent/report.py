@@ -31,7 +31,7 @@ from agent.archive import find_archives
 from agent.archive.format import PARTIAL_SUFFIX
 from agent.config import Settings
 from agent.errors import UsageError
-from agent.report_data import RunData, Series, load
+from agent.report_data import FIRST_MS, LAST_MS, RunData, Series, load
 from agent.report_style import CSS
 from agent.report_svg import Line, chart, elapsed
 from agent.state import STATUS_NAME, read_status
@@ -156,16 +156,15 @@ def _gpu_memory_gib(data: RunData, gpus: list[int]) -> float | None:
 
 def _time_span(data: RunData) -> tuple[int, int]:
     stamps = [t for s in data.series.values() for t in (s.times[:1] + s.times[-1:])]
-    start, stop = data.experiment.get("start_time"), data.experiment.get("stop_time")
-    if isinstance(start, int):
-        stamps.append(start)
-    if isinstance(stop, int):
-        stamps.append(stop)
+    for name in ("start_time", "stop_time"):
+        stamp = data.experiment.get(name)
+        if isinstance(stamp, int) and FIRST_MS <= stamp <= LAST_MS:
+            stamps.append(stamp)
     return (min(stamps), max(stamps)) if stamps else (0, 1)
 
 
 def _utc(ms: object) -> str:
-    if not isinstance(ms, int):
+    if not isinstance(ms, int) or not FIRST_MS <= ms <= LAST_MS:
         return "unknown"
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
