@@ -99,6 +99,7 @@ def _upload_all(
     client = CometClient.from_settings(settings)
     try:
         uploader = Uploader(outbox, client, settings, progress, args.workspace, args.project_name)
+        uploader.force = bool(getattr(args, "force_upload", False))
         uploader.settle_marker()
         return [uploader.upload(path) for path in paths]
     finally:
