@@ -26,6 +26,18 @@ def size(n: float) -> str:
     return f"{value:.0f} {_BINARY[unit]}" if unit == 0 else f"{value:.1f} {_BINARY[unit]}"
 
 
+def amount(n: float) -> str:
+    """Format bytes sent, in the decimal units of the rates beside them: 980 bytes, 29.3 KB."""
+    if not math.isfinite(n) or abs(n) < 1000:
+        return f"{n:,.0f} bytes" if math.isfinite(n) else str(n)
+    value = float(n)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if abs(value) < 1000 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
 def rate(n: float) -> str:
     """Format bytes per second: 0 B/s, 812 kB/s, 1.2 MB/s."""
     if not math.isfinite(n):
