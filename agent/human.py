@@ -16,8 +16,16 @@ _DECIMAL = ("B/s", "kB/s", "MB/s", "GB/s", "TB/s")
 FIRST_MS, LAST_MS = 631_152_000_000, 7_258_118_400_000  # 1990-01-01 .. 2200-01-01 UTC
 
 
+def _float(n: float) -> float:
+    try:
+        return float(n)
+    except OverflowError:  # an integer past float range (a damaged archive)
+        return math.inf
+
+
 def size(n: float) -> str:
     """Format a byte count: 512 B, 29.3 KiB, 23.5 GiB."""
+    n = _float(n)
     if not math.isfinite(n):
         return str(n)
     value, unit = float(n), 0
@@ -28,6 +36,7 @@ def size(n: float) -> str:
 
 def amount(n: float) -> str:
     """Format bytes sent, in the decimal units of the rates beside them: 980 bytes, 29.3 KB."""
+    n = _float(n)
     if not math.isfinite(n) or abs(n) < 1000:
         return f"{n:,.0f} bytes" if math.isfinite(n) else str(n)
     value = float(n)
@@ -40,6 +49,7 @@ def amount(n: float) -> str:
 
 def rate(n: float) -> str:
     """Format bytes per second: 0 B/s, 812 kB/s, 1.2 MB/s."""
+    n = _float(n)
     if not math.isfinite(n):
         return str(n)
     value, unit = float(n), 0

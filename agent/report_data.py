@@ -128,7 +128,7 @@ def load(path: Path) -> RunData:
     """Read an archive (zip or partial directory) into a RunData; damage goes to ``problems``."""
     with read_archive(path) as archive:
         data = RunData(path, archive.offline_id, dict(archive.experiment))
-        tail: deque[tuple[str, bool]] = deque(maxlen=OUTPUT_LINES * 4)
+        tail: deque[tuple[str, bool]] = deque(maxlen=OUTPUT_LINES * 20)  # frames are writes too
         for number, raw in archive.raw_lines():
             data.lines += 1
             if raw.endswith(_METRIC_END):
@@ -170,10 +170,10 @@ def _slow_line(data: RunData, number: int, raw: bytes, tail: deque[tuple[str, bo
         text = text[:MAX_OUTPUT_CHARS] if isinstance(text, str) else ""
         tail.append((text, payload.get("stderr") is True))
     elif kind == "log_other" and len(data.log_other) < MAX_SERIES:
-        data.log_other[_short(payload.get("key"))] = _short(payload.get("value"))
+        data.log_other[str(_short(payload.get("key")))] = _short(payload.get("value"))
     elif kind == "system_info" and len(data.system_info) < MAX_SERIES:
         info = _obj(payload.get("system_info"))
-        data.system_info[_short(info.get("key"))] = _short(info.get("value"))
+        data.system_info[str(_short(info.get("key")))] = _short(info.get("value"))
     elif kind in FACT_TYPES:
         data.facts[kind] = payload
 
@@ -182,7 +182,10 @@ def _obj(value: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def _short(value: object) -> str:
+def _short(value: object) -> object:
+    """A value kept for the facts table: numbers as they are, anything else as bounded text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= MAX_OUTPUT_CHARS else text[:MAX_OUTPUT_CHARS] + "…"
 
@@ -239,19 +242,26 @@ def _list(value: object) -> list[object]:
 
 
 def _tail(items: deque[tuple[str, bool]]) -> list[OutputLine]:
-    """Cut the last output items into lines (an item is one write, not always one line)."""
+    """Cut the last output writes into the lines a terminal would have left on screen.
+
+    A write is not always one line: stdout and stderr each keep their own
+    unfinished line (a stderr warning never joins a stdout progress line), and
+    a carriage return starts the line over, so a progress bar's hundred frames
+    are the one line its last frame drew.
+    """
     lines: list[OutputLine] = []
-    current, current_err, open_line = "", False, False
+    pending = {False: "", True: ""}
     for text, stderr in items:
-        parts = text.split("\n")
+        parts = text.replace("\r\n", "\n").split("\n")
         for i, part in enumerate(parts):
             if i > 0:
-                lines.append(OutputLine(current, current_err))
-                current, open_line = "", False
-            if part:
-                current += part
-                current_err = current_err if open_line else stderr
-                open_line = True
-    if open_line:
-        lines.append(OutputLine(current, current_err))
+                lines.append(OutputLine(pending[stderr], stderr))
+                pending[stderr] = ""
+            if "\r" in part:
+                pending[stderr] = part.rsplit("\r", 1)[1]
+            else:
+                pending[stderr] += part
+    for stderr in (False, True):
+        if pending[stderr]:
+            lines.append(OutputLine(pending[stderr], stderr))
     return lines[-OUTPUT_LINES:]

@@ -32,3 +32,9 @@ def test_stamps_and_info_labels() -> None:
     assert human.info("boot_time_ms", 1_796_352_324_000) == ("Booted", "2026-12-04 02:45:24 UTC")
     assert human.info("some_new_key", 3) == ("Some new key", "3")
     assert human.duration(200) == "3 min 20 s"
+
+
+def test_values_past_float_range_do_not_raise() -> None:
+    """A damaged archive's 10**400 is shown, not an OverflowError."""
+    assert human.size(10**400) == "inf"
+    assert human.info("ram_total_bytes", 10**400) == ("RAM", "inf")
