@@ -84,3 +84,42 @@ def test_upload_takes_the_sdk_spellings(server: CometStandIn, tmp_path: Path) ->
     runs = [r.body for r in server.received("add-run") if isinstance(r.body, dict)]
     assert len(runs) == 2
     assert runs[1].get("experimentKey") not in (None, KEY)  # a new experiment, as the SDK does
+
+
+def test_no_workspace_uses_the_api_keys_default(server: CometStandIn, tmp_path: Path) -> None:
+    """Unset workspace: the key's default (GET account-details), as comet_ml's API does."""
+    env = clean_env(
+        tmp_path / "home",
+        {
+            "COMET_API_KEY": CANARY_KEY,
+            "COMET_URL_OVERRIDE": server.url,
+            "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
+        },
+    )
+    result = run_agent(["run", "--", "true"], env, timeout_s=120)
+    assert result.returncode == 0, result.stderr
+    assert server.count("account-details") == 1
+    created = [r.body for r in server.received("create-experiment")]
+    assert created and all(
+        isinstance(b, dict) and b["workspaceName"] == "stand-in-default" for b in created
+    )
+
+
+def test_no_workspace_and_no_default_is_one_line_exit_2(
+    server: CometStandIn, tmp_path: Path
+) -> None:
+    """If Comet names no default workspace, `start` says how to set one: one line, exit 2."""
+    server.default_workspace = None
+    env = clean_env(
+        tmp_path / "home",
+        {
+            "COMET_API_KEY": CANARY_KEY,
+            "COMET_URL_OVERRIDE": server.url,
+            "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
+        },
+    )
+    result = run_agent(["start"], env, timeout_s=60)
+    assert result.returncode == 2, result.stderr
+    assert "creating an experiment needs a workspace" in result.stderr
+    assert "COMET_WORKSPACE" in result.stderr
+    assert server.count("create-experiment") == 0
