@@ -266,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(report)
 
+    top = add("top", "agent.top:command", "show the current sample, redrawn in place (a terminal)")
+    top.add_argument("--pid", type=int, metavar="PID", help="also show this process tree")
+    top.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between redraws (2)"
+    )
+    top.add_argument(
+        "-n", "--iterations", type=int, default=0, metavar="N", help="stop after N screens"
+    )
+    _common(top)
+
     doctor = add("doctor", "agent.doctor:command", "check the set-up and say how to fix it")
     doctor.add_argument("--json", action="store_true", help="print JSON")
     _common(doctor)

@@ -11,7 +11,18 @@ from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, clean_env, run_agent
 from tests.offline_run import KEY, typical_messages, write_archive
 
-COMMANDS = ("run", "start", "sysinfo", "sample", "api", "upload", "status", "report", "doctor")
+COMMANDS = (
+    "run",
+    "start",
+    "sysinfo",
+    "sample",
+    "api",
+    "upload",
+    "status",
+    "report",
+    "doctor",
+    "top",
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -123,3 +134,45 @@ def test_no_workspace_and_no_default_is_one_line_exit_2(
     assert "creating an experiment needs a workspace" in result.stderr
     assert "COMET_WORKSPACE" in result.stderr
     assert server.count("create-experiment") == 0
+
+
+def test_top_draws_one_screen_on_a_terminal(tmp_path: Path) -> None:
+    """`top -n 1` on a pseudo-terminal: a cleared screen of human units, then exit 0."""
+    import os
+    import pty
+    import subprocess
+
+    from tests.helpers import agent_argv
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*agent_argv(), "top", "-n", "1", "--interval", "0.5", "--pid", str(os.getpid())],
+        stdin=follower, stdout=follower, stderr=subprocess.PIPE, env=clean_env(tmp_path),
+    )  # fmt: skip
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the agent closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr is not None
+    proc.stderr.close()
+    screen = b"".join(chunks).decode()
+    assert screen.startswith("\x1b[H\x1b[2Jcomet-agent top · ")
+    assert re.search(r"\nmemory +total [\d.]+ GiB", screen.replace("\r\n", "\n")), screen
+    assert re.search(r"\nprocess +cpu_percent [\d.]+ % · rss_bytes [\d.]+ MiB", screen), screen
+
+
+def test_top_off_a_terminal_says_what_to_use(tmp_path: Path) -> None:
+    """Piped, `top` is one line pointing at `sample --json`, exit 2."""
+    result = run_agent(["top", "-n", "1"], clean_env(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        "comet-agent: top redraws a terminal; off one use 'comet-agent sample --json'\n"
+    )
