@@ -23,7 +23,7 @@ svg .plot { fill: #fbfcfd; stroke: var(--line); }
 svg .grid { stroke: #e9ecf2; stroke-width: 1; }
 svg .tick, svg .unit { font-size: 11px; fill: var(--muted); font-family: inherit; }
 svg path { fill: none; stroke-width: 1.4; stroke-linejoin: round; stroke-linecap: round; }
-svg path.band { stroke: none; fill-opacity: .3; }
+svg path.band { fill-opacity: .22; stroke-width: .7; stroke-opacity: .45; }
 svg .clock { font-size: 10px; opacity: .8; }
 svg .hover rect { fill: transparent; }
 svg .hover rect:hover { fill: rgba(29, 35, 48, .06); }

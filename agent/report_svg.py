@@ -272,7 +272,7 @@ def chart(
         label = html.escape(line.label)
         layer = ""
         if band:
-            layer += f'<path class="band" d="{"".join(band)}" fill="{color}"/>'
+            layer += f'<path class="band" d="{"".join(band)}" style="fill:{color};stroke:{color}"/>'
         layer += f'<path d="{"".join(path)}" stroke="{color}"><title>{label}</title></path>'
         layers.append(layer)
         if line.values:

@@ -68,8 +68,8 @@ def test_a_day_at_one_second_renders_fast_small_and_safe(tmp_path: Path) -> None
     assert "average <small>avg 38, max 100</small>" in page
     # The one-second spike (tests.offline_day.SPIKE_AT_S) survives thinning: the band around
     # the average reaches 100 %, the top of the plot (y = report_svg.TOP).
-    band = re.search(r'<path class="band" d="([^"]*)" fill="#4269d0"/><path d="[^"]*" '
-                     r'stroke="#4269d0"><title>average</title>', page)  # fmt: skip
+    band = re.search(r'<path class="band" d="([^"]*)" style="fill:#4269d0;stroke:#4269d0"/>'
+                     r'<path d="[^"]*" stroke="#4269d0"><title>average</title>', page)  # fmt: skip
     assert band is not None and f",{TOP:.1f}" in band[1]
     for fact in ("gpu-node-01", "NVIDIA H200", "140.4 GiB", "700.0 W", "refs/heads/main"):
         assert fact in page
