@@ -28,6 +28,7 @@ Handler = Callable[[argparse.Namespace, "Settings"], int]
 # Plain help: each option's text says its default where it has one that matters (argparse's
 # defaults formatter added "(default: None)" after texts that already said "(default 30)").
 _FMT = argparse.HelpFormatter
+_UNKNOWN_OPTION = re.compile(r"unrecognized arguments: (?P<args>.*)")
 _INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)")
 
 
@@ -35,11 +36,20 @@ class _Parser(argparse.ArgumentParser):
     """argparse that says what to do in one line, exit status 2, like the rest of the agent."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"comet-agent: {_suggest(message)}; see '{self.prog} --help'\n")
+        self.exit(2, f"comet-agent: {_suggest(message, self)}; see '{self.prog} --help'\n")
 
 
-def _suggest(message: str) -> str:
-    """Add "did you mean X?" to argparse's invalid-choice message when one choice is close."""
+def _suggest(message: str, parser: argparse.ArgumentParser) -> str:
+    """Add "did you mean X?" to an invalid choice or an unknown option when one is close."""
+    unknown = _UNKNOWN_OPTION.search(message)
+    if unknown is not None:
+        options = sorted({o for a in _actions(parser) for o in a.option_strings})
+        for word in unknown["args"].split():
+            name = word.split("=", 1)[0]
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.7)
+            if name.startswith("--") and close:
+                return f"{message}; did you mean '{close[0]}'?"
+        return message
     found = _INVALID_CHOICE.search(message)
     if found is None:
         return message

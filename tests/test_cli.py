@@ -64,6 +64,14 @@ def test_a_mistyped_choice_gets_a_suggestion(tmp_path: Path) -> None:
     assert "did you mean 'debug'?" in result.stderr
 
 
+def test_a_mistyped_option_gets_a_suggestion(tmp_path: Path) -> None:
+    """`start --cpu-intervl 5`: "did you mean '--cpu-interval'?", one line, exit 2."""
+    result = run_agent(["start", "--cpu-intervl", "5"], clean_env(tmp_path))
+    assert result.returncode == 2
+    assert "did you mean '--cpu-interval'?" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_nothing_close_gets_no_suggestion(tmp_path: Path) -> None:
     """A word like no command is refused without a made-up guess."""
     result = run_agent(["zzzzqqq"], clean_env(tmp_path))
