@@ -377,7 +377,8 @@ def heatmap(title: str, rows: Sequence[Line], *, t0: int, t1: int, anchor: str =
             for t, m in zip(b.times, b.mean, strict=True)
         }
         # Fewer samples than columns: a sample holds until the next one, unless the run paused.
-        hold = max(1, int(_gap_ms(line.times) * COLUMNS // span)) if len(line.times) > 1 else 1
+        gap = _gap_ms(line.times)  # inf for under three samples: hold to the end
+        hold = COLUMNS + 1 if math.isinf(gap) else max(1, int(gap * COLUMNS // span))
         last_col, last_mean = -hold - 1, 0.0
         for col in range(COLUMNS + 1):
             mean = by_column.get(col)

@@ -309,3 +309,12 @@ def test_output_tail_collapses_carriage_return_frames_and_keeps_streams_apart(
     ]
     assert "(the last 5 lines)" in page
     assert "\r" not in page
+
+
+@pytest.mark.parametrize("samples", [1, 2, 3])
+def test_a_run_of_one_two_or_three_samples_is_drawn(tmp_path: Path, samples: int) -> None:
+    """Per-core heatmap and lines with too few samples to measure an interval: still a page."""
+    archive = write_day(tmp_path / "tiny.zip", seconds=samples, cores=4, more=True)
+    page = report(tmp_path, archive).read_text(encoding="utf-8")
+    assert "<figcaption>CPU per core</figcaption>" in page
+    assert "nan" not in page.lower().replace("nanosecond", "")
