@@ -136,7 +136,7 @@ def _ram(data: RunData) -> Panel | None:
     if total is None or not max(total.values):
         return Panel("RAM used", "GiB", [_line("used", used, GIB)])
     totals = total.values if len(total.values) == len(used.values) else None
-    last = total.values[-1]
+    last = total.values[-1] or max(total.values)  # never 0: the check above
     percent = [
         100.0 * u / (totals[i] if totals and totals[i] else last) for i, u in enumerate(used.values)
     ]
