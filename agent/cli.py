@@ -89,7 +89,10 @@ def _experiment(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--experiment-key", metavar="KEY", help="attach to this experiment ($COMET_EXPERIMENT_KEY)"
     )
-    group.add_argument("--workspace", help="workspace of a new experiment ($COMET_WORKSPACE)")
+    group.add_argument(
+        "--workspace",
+        help="workspace of a new experiment ($COMET_WORKSPACE; default: the API key's default)",
+    )
     group.add_argument(
         "--project", dest="project_name", help="project of a new experiment ($COMET_PROJECT_NAME)"
     )
@@ -244,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--project",
         "--project-name",
         dest="project_name",
+        metavar="P",
         help="project to upload into instead of the archive's own",
     )
     upload.add_argument(
