@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--dry-run", action="store_true", help="read and count, send nothing")
     # The SDK's `comet upload` spellings work too: --project-name, --force-upload, --force-reupload.
-    upload.add_argument("--workspace", help="workspace to upload into instead of the archive's own")
+    upload.add_argument(
+        "--workspace", metavar="W", help="workspace to upload into instead of the archive's own"
+    )
     upload.add_argument(
         "--project",
         "--project-name",
