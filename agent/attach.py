@@ -64,6 +64,19 @@ def offline_attachment(settings: Settings) -> Attachment:
     return Attachment(key, None, owned=True, offline=True)
 
 
+def default_workspace(client: CometClient) -> str:
+    """The API key's default workspace, read as comet_ml's API.get_default_workspace reads it."""
+    answer = client.call("account-details")  # an ApiError (a rejected key) goes up as is
+    found = answer.get("defaultWorkspaceName") if isinstance(answer, dict) else None
+    if isinstance(found, str) and found:
+        log.info("experiment.default_workspace", workspace=found)
+        return found
+    raise ConfigError(
+        "creating an experiment needs a workspace and Comet named no default for this API "
+        "key: set COMET_WORKSPACE or [comet] workspace, or attach with --experiment-key"
+    )
+
+
 def attach(
     settings: Settings,
     client: CometClient,
@@ -84,13 +97,9 @@ def attach(
             log.warning("experiment.unverified", experiment_key=key, error=str(exc))
             answer = None
         return Attachment(key, None, owned=False, offline=False, first_answer=answer)
-    if not settings.workspace:
-        raise ConfigError(
-            "creating an experiment needs a workspace: set COMET_WORKSPACE or "
-            "[comet] workspace, or attach with --experiment-key"
-        )
+    workspace = settings.workspace or default_workspace(client)
     body = bodies.create_experiment(
-        settings.workspace, settings.project_name or DEFAULT_PROJECT, settings.experiment_name
+        workspace, settings.project_name or DEFAULT_PROJECT, settings.experiment_name
     )
     backoff = Backoff(wait_initial=0.5, wait_max=5.0)
     rand = rand or Random()  # noqa: S311 - jitter, not secrets

@@ -9,8 +9,10 @@ status. Each subcommand's handler is imported only when it runs, so
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -23,14 +25,39 @@ if TYPE_CHECKING:
     from agent.config import Settings
 
 Handler = Callable[[argparse.Namespace, "Settings"], int]
-_FMT = argparse.ArgumentDefaultsHelpFormatter
+# Plain help: each option's text says its default where it has one that matters (argparse's
+# defaults formatter added "(default: None)" after texts that already said "(default 30)").
+_FMT = argparse.HelpFormatter
+_UNKNOWN_OPTION = re.compile(r"unrecognized arguments: (?P<args>.*)")
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that says what to do in one line, exit status 2, like the rest of the agent."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"comet-agent: {message}; see '{self.prog} --help'\n")
+        self.exit(2, f"comet-agent: {_suggest(message, self)}; see '{self.prog} --help'\n")
+
+
+def _suggest(message: str, parser: argparse.ArgumentParser) -> str:
+    """Add "did you mean X?" to an invalid choice or an unknown option when one is close."""
+    unknown = _UNKNOWN_OPTION.search(message)
+    if unknown is not None:
+        options = sorted({o for a in _actions(parser) for o in a.option_strings})
+        for word in unknown["args"].split():
+            name = word.split("=", 1)[0]
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.7)
+            if name.startswith("--") and close:
+                return f"{message}; did you mean '{close[0]}'?"
+        return message
+    found = _INVALID_CHOICE.search(message)
+    if found is None:
+        return message
+    choices = re.findall(r"'([^']*)'", found["choices"])
+    close = difflib.get_close_matches(found["value"], choices, n=1, cutoff=0.6)
+    prefixed = [c for c in choices if c.startswith(found["value"])] if found["value"] else []
+    best = prefixed[0] if len(prefixed) == 1 else (close[0] if close else None)
+    return f"{message}; did you mean '{best}'?" if best else message
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +89,10 @@ def _experiment(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--experiment-key", metavar="KEY", help="attach to this experiment ($COMET_EXPERIMENT_KEY)"
     )
-    group.add_argument("--workspace", help="workspace of a new experiment ($COMET_WORKSPACE)")
+    group.add_argument(
+        "--workspace",
+        help="workspace of a new experiment ($COMET_WORKSPACE; default: the API key's default)",
+    )
     group.add_argument(
         "--project", dest="project_name", help="project of a new experiment ($COMET_PROJECT_NAME)"
     )
@@ -211,8 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="archives or directories (default: the offline directory)",
     )
     upload.add_argument("--dry-run", action="store_true", help="read and count, send nothing")
-    upload.add_argument("--workspace", help="workspace to upload into")
-    upload.add_argument("--project", dest="project_name", help="project to upload into")
+    # The SDK's `comet upload` spellings work too: --project-name, --force-upload, --force-reupload.
+    upload.add_argument(
+        "--workspace", metavar="W", help="workspace to upload into instead of the archive's own"
+    )
+    upload.add_argument(
+        "--project",
+        "--project-name",
+        dest="project_name",
+        metavar="P",
+        help="project to upload into instead of the archive's own",
+    )
+    upload.add_argument(
+        "--force-upload",
+        "--force-reupload",
+        dest="force_upload",
+        action="store_true",
+        help="send an archive already uploaded again, as a new experiment",
+    )
     _common(upload)
 
     status = add(
@@ -235,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--png", action="store_true", help="write a PNG instead (needs the png extra)"
     )
     _common(report)
+
+    top = add("top", "agent.top:command", "show the current sample, redrawn in place (a terminal)")
+    top.add_argument("--pid", type=int, metavar="PID", help="also show this process tree")
+    top.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between redraws (2)"
+    )
+    top.add_argument(
+        "-n", "--iterations", type=int, default=0, metavar="N", help="stop after N screens"
+    )
+    _common(top)
 
     doctor = add("doctor", "agent.doctor:command", "check the set-up and say how to fix it")
     doctor.add_argument("--json", action="store_true", help="print JSON")
@@ -273,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags=_flags(args), config_path=_path(getattr(args, "config", None))
         )
     except ConfigError as exc:
-        print(f"comet-agent: {exc}", file=sys.stderr)
+        print(f"comet-agent: {_typed_flag(str(exc), parser, argv)}", file=sys.stderr)
         return 2
     log.add_secret(settings.api_key)
     log.configure(settings.log_level, settings.log_format)
@@ -302,6 +358,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _typed_flag(message: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> str:
+    """Name the flag as the user typed it: config names it after the setting (--cpu-interval-s)."""
+    typed = {arg.split("=", 1)[0] for arg in (sys.argv[1:] if argv is None else argv)}
+    for action in _actions(parser):
+        setting_flag = f"--{action.dest.replace('_', '-')}"
+        spelled = [o for o in action.option_strings if o in typed]
+        if spelled and setting_flag not in action.option_strings:
+            message = message.replace(f"({setting_flag})", f"({spelled[0]})")
+    return message
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    found = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _actions(sub)
+    return found
 
 
 def _path(value: str | None) -> Path | None:

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 
+from agent import human
 from agent.collect.base import Sample, Sampler
 from agent.config import Settings
 from agent.errors import CollectorError
@@ -50,9 +51,15 @@ def sysinfo(args: argparse.Namespace, settings: Settings) -> int:
     lines.append(f"  {'installedPackages':<22} {len(packages)} packages")  # type: ignore[arg-type]
     lines.append(f"  {'osPackages':<22} {len(os_packages)} packages")  # type: ignore[arg-type]
     lines.append("Additional system info:")
-    lines += [f"  {item['key']:<28} {_text(item['value'])}" for item in extra]  # type: ignore[attr-defined]
+    items = [i for i in extra if isinstance(i, dict)] if isinstance(extra, list) else []
+    rows = [human.info(str(item.get("key")), item.get("value")) for item in items]
+    lines += [f"  {label:<28} {value}" for label, value in rows]
     lines.append("GPUs:" if gpus else f"GPUs: none ({'; '.join(gpu_reason) or 'none seen'})")
-    lines += [f"  {json.dumps(g)}" for g in gpus]  # type: ignore[attr-defined]
+    for g in gpus if isinstance(gpus, list) else []:
+        if not isinstance(g, dict):
+            continue
+        shown = ", ".join(f"{k} {human.field(k, v)}" for k, v in g.items())
+        lines.append(f"  {shown}")
     lines.append("Git:" if facts.git_metadata else "Git: not a repository, or git is off")
     if facts.git_metadata:
         lines += [f"  {k:<8} {_text(v)}" for k, v in facts.git_metadata.items()]
@@ -107,11 +114,14 @@ def sample(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     for name, s in taken.items():
-        print(f"{name} (at {s.timestamp_ms} ms):")
+        print(f"{name} (at {human.stamp(s.timestamp_ms)}):")
         for metric, value in s.metrics.items():
-            print(f"  {metric:<40} {value}")
+            print(f"  {metric:<40} {human.metric(metric, value)}")
         for endpoint, body in s.typed.items():
-            print(f"  {endpoint:<40} {json.dumps(body)}")
+            shown = ", ".join(
+                f"{k} {human.field(k, v)}" for k, v in body.items() if k != "timestamp"
+            )
+            print(f"  {endpoint:<40} {shown}")
         if s.unsupported:
             print(f"  not supported here: {', '.join(sorted(s.unsupported))}")
         for event in s.events:

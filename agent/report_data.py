@@ -7,11 +7,17 @@ other line is parsed as JSON. Only ``sys.*`` metrics are kept, plus the
 typed CPU/RAM/load/GPU bodies of comet_agent.jsonl when the ``sys.*``
 metric they duplicate is absent (per-core CPU comes from there unless
 ``sys.cpu.percent.NN`` was sent).
+
+The archive is untrusted (``agent.archive.reader`` bounds its lines): every
+payload's shape is checked before use, a point outside 1990..2200 or whose
+value is not a finite number is skipped, and what is kept is capped (points,
+series, facts, output text), so a hostile archive costs bounded memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from array import array
 from collections import deque
@@ -21,6 +27,13 @@ from pathlib import Path
 from agent.archive import Archive, Problem, read_archive
 
 OUTPUT_LINES = 200
+FIRST_MS, LAST_MS = 631_152_000_000, 7_258_118_400_000  # 1990-01-01 .. 2200-01-01 UTC
+MAX_POINTS = 16_000_000  # 64 cores at one second for three days; 256 MB of arrays at most
+MAX_SERIES = 1_000
+MAX_OUTPUT_CHARS = 4_096  # per output write kept for the tail
+MAX_PROBLEMS = 1_000
+FACT_TYPES = frozenset({"system_details", "gpu_static_info", "git_metadata", "file_name",
+                        "installed_packages", "os_packages", "cloud_details"})  # fmt: skip
 _METRIC = re.compile(
     rb'"local_timestamp":(\d+),(?:"message_id":\d+,)?"metric":\{"epoch":[^,]*,'
     rb'"metricName":"(sys\.[^"\\]*)","metricValue":(-?[0-9][0-9.eE+-]*),'
@@ -67,31 +80,72 @@ class RunData:
     lines: int = 0
     problems: list[Problem] = field(default_factory=list)
 
+    points: int = 0
+
     def get(self, name: str) -> Series | None:
         """Return the series called `name`, if it has points."""
         found = self.series.get(name)
         return found if found is not None and len(found.times) else None
+
+    def problem(self, member: str, number: int | None, why: str) -> None:
+        """Note damage, up to MAX_PROBLEMS (the rest are counted in the last one)."""
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(member, number, why))
+        elif len(self.problems) == MAX_PROBLEMS:
+            self.problems.append(Problem(member, None, "more damage: not listed"))
+
+    def add(self, name: str, stamp: object, value: object, number: int | None = None) -> None:
+        """Add one point if its time and value are sane and the caps allow it."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
+            return
+        if not FIRST_MS <= stamp <= LAST_MS:
+            self.problem("messages.json", number, f"{name}: timestamp out of range: skipped")
+            return
+        try:
+            number_value = float(value)
+        except OverflowError:
+            number_value = math.inf
+        if not math.isfinite(number_value):
+            self.problem("messages.json", number, f"{name}: value not a finite number: skipped")
+            return
+        series = self.series.get(name)
+        if series is None:
+            if len(self.series) >= MAX_SERIES:
+                return
+            series = self.series[name] = Series()
+        if self.points >= MAX_POINTS:
+            if self.points == MAX_POINTS:
+                self.problem("messages.json", number, f"more than {MAX_POINTS:,} points: cut")
+                self.points += 1
+            return
+        self.points += 1
+        series.add(stamp, number_value)
 
 
 def load(path: Path) -> RunData:
     """Read an archive (zip or partial directory) into a RunData; damage goes to ``problems``."""
     with read_archive(path) as archive:
         data = RunData(path, archive.offline_id, dict(archive.experiment))
-        tail: deque[tuple[str, bool]] = deque(maxlen=OUTPUT_LINES * 4)
+        tail: deque[tuple[str, bool]] = deque(maxlen=OUTPUT_LINES * 20)  # frames are writes too
         for number, raw in archive.raw_lines():
             data.lines += 1
             if raw.endswith(_METRIC_END):
                 found = _METRIC.search(raw)
                 if found is not None:
-                    name = found[2].decode()
-                    if name not in data.series:
-                        data.series[name] = Series()
-                    data.series[name].add(int(found[1]), float(found[3]))
+                    try:
+                        value = float(found[3])
+                    except ValueError:
+                        value = math.nan
+                    data.add(found[2].decode(), int(found[1]), value, number)
                     continue
             _slow_line(data, number, raw, tail)
         _typed(archive, data)
         data.output = _tail(tail)
-        data.problems = archive.problems
+        own, data.problems = data.problems, archive.problems
+        for problem in own:
+            data.problem(problem.member, problem.line, problem.why)
     return data
 
 
@@ -99,28 +153,41 @@ def _slow_line(data: RunData, number: int, raw: bytes, tail: deque[tuple[str, bo
     try:
         obj = json.loads(raw)
         kind, payload = obj["type"], obj["payload"]
-    except (ValueError, KeyError, TypeError):
-        data.problems.append(Problem("messages.json", number, "not a JSON line: skipped"))
+    except (ValueError, RecursionError, KeyError, TypeError):
+        data.problem("messages.json", number, "not a JSON line: skipped")
         return
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict) or not isinstance(kind, str):
+        data.problem("messages.json", number, "not a message of the archive format: skipped")
         return
     if kind == "metric_msg":
-        metric = payload.get("metric") or {}
-        name, value = metric.get("metricName"), metric.get("metricValue")
-        stamp = payload.get("local_timestamp")
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if isinstance(name, str) and name.startswith("sys.") and isinstance(stamp, int) and number:
-            data.series.setdefault(name, Series()).add(stamp, float(value))  # type: ignore[arg-type]
+        metric = _obj(payload.get("metric"))
+        name = metric.get("metricName")
+        if isinstance(name, str) and name.startswith("sys."):
+            data.add(name, payload.get("local_timestamp"), metric.get("metricValue"), number)
     elif kind == "standard_output":
         data.output_total += 1
-        tail.append((str(payload.get("output", "")), payload.get("stderr") is True))
-    elif kind == "log_other":
-        data.log_other[str(payload.get("key"))] = payload.get("value")
-    elif kind == "system_info":
-        info = payload.get("system_info") or {}
-        data.system_info[str(info.get("key"))] = info.get("value")
-    else:
-        data.facts[str(kind)] = payload
+        text = payload.get("output")
+        text = text[:MAX_OUTPUT_CHARS] if isinstance(text, str) else ""
+        tail.append((text, payload.get("stderr") is True))
+    elif kind == "log_other" and len(data.log_other) < MAX_SERIES:
+        data.log_other[str(_short(payload.get("key")))] = _short(payload.get("value"))
+    elif kind == "system_info" and len(data.system_info) < MAX_SERIES:
+        info = _obj(payload.get("system_info"))
+        data.system_info[str(_short(info.get("key")))] = _short(info.get("value"))
+    elif kind in FACT_TYPES:
+        data.facts[kind] = payload
+
+
+def _obj(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _short(value: object) -> object:
+    """A value kept for the facts table: numbers as they are, anything else as bounded text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= MAX_OUTPUT_CHARS else text[:MAX_OUTPUT_CHARS] + "…"
 
 
 def _typed(archive: Archive, data: RunData) -> None:
@@ -146,16 +213,15 @@ def _typed_body(data: RunData, raw: bytes) -> None:
     try:
         entry = json.loads(raw)
         endpoint, body = entry["endpoint"], entry["body"]
-        stamp = int(body["timestamp"])
-    except (ValueError, KeyError, TypeError):
+        stamp = body["timestamp"]
+    except (ValueError, RecursionError, KeyError, TypeError):
         return
 
     def add(name: str, value: object) -> None:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            data.series.setdefault(name, Series()).add(stamp, float(value))
+        data.add(name, stamp, value)
 
     if endpoint == "add-cpu-metrics":
-        for core, percent in enumerate(body.get("cpuPercentUtilization") or []):
+        for core, percent in enumerate(_list(body.get("cpuPercentUtilization"))):
             add(f"sys.cpu.percent.{core + 1:02d}", percent)
     elif endpoint == "add-ram-metrics":
         add("sys.ram.used", body.get("usedRam"))
@@ -163,27 +229,39 @@ def _typed_body(data: RunData, raw: bytes) -> None:
     elif endpoint == "add-load-metrics":
         add("sys.load.avg", body.get("loadAverage"))
     elif endpoint == "add-gpu-metrics":
-        for gpu in body.get("gpus") or []:
-            index = gpu.get("gpuId")
+        for gpu in _list(body.get("gpus")):
+            if not isinstance(gpu, dict) or not isinstance(index := gpu.get("gpuId"), int):
+                continue
             add(f"sys.gpu.{index}.gpu_utilization", gpu.get("gpuUtilization"))
             add(f"sys.gpu.{index}.used_memory", gpu.get("usedMemory"))
             add(f"sys.gpu.{index}.total_memory", gpu.get("totalMemory"))
 
 
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
 def _tail(items: deque[tuple[str, bool]]) -> list[OutputLine]:
-    """Cut the last output items into lines (an item is one write, not always one line)."""
+    """Cut the last output writes into the lines a terminal would have left on screen.
+
+    A write is not always one line: stdout and stderr each keep their own
+    unfinished line (a stderr warning never joins a stdout progress line), and
+    a carriage return starts the line over, so a progress bar's hundred frames
+    are the one line its last frame drew.
+    """
     lines: list[OutputLine] = []
-    current, current_err, open_line = "", False, False
+    pending = {False: "", True: ""}
     for text, stderr in items:
-        parts = text.split("\n")
+        parts = text.replace("\r\n", "\n").split("\n")
         for i, part in enumerate(parts):
             if i > 0:
-                lines.append(OutputLine(current, current_err))
-                current, open_line = "", False
-            if part:
-                current += part
-                current_err = current_err if open_line else stderr
-                open_line = True
-    if open_line:
-        lines.append(OutputLine(current, current_err))
+                lines.append(OutputLine(pending[stderr], stderr))
+                pending[stderr] = ""
+            if "\r" in part:
+                pending[stderr] = part.rsplit("\r", 1)[1]
+            else:
+                pending[stderr] += part
+    for stderr in (False, True):
+        if pending[stderr]:
+            lines.append(OutputLine(pending[stderr], stderr))
     return lines[-OUTPUT_LINES:]

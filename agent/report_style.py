@@ -23,6 +23,16 @@ svg .plot { fill: #fbfcfd; stroke: var(--line); }
 svg .grid { stroke: #e9ecf2; stroke-width: 1; }
 svg .tick, svg .unit { font-size: 11px; fill: var(--muted); font-family: inherit; }
 svg path { fill: none; stroke-width: 1.4; stroke-linejoin: round; stroke-linecap: round; }
+svg path.band { fill-opacity: .22; stroke-width: .7; stroke-opacity: .45; }
+svg .clock { font-size: 10px; opacity: .8; }
+svg .hover rect { fill: transparent; }
+svg .hover rect:hover { fill: rgba(29, 35, 48, .06); }
+.note { font-size: 12px; color: var(--muted); margin: 2px 0 0; }
+nav.toc { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 13px; margin: 10px 0 0; }
+nav.toc a { color: #2f55b8; text-decoration: none; }
+nav.toc a:hover { text-decoration: underline; }
+section h2[id] { scroll-margin-top: 8px; }
+.errkey { color: #c2410c; font-weight: 600; }
 .legend { display: flex; flex-wrap: wrap; gap: 2px 16px; font-size: 12px; margin-top: 2px; }
 .legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px;
   margin-right: 5px; vertical-align: -1px; }
@@ -44,4 +54,13 @@ pre .err { color: #ff9c8f; }
 .problems { border-color: #f3c7a5; background: #fff8f2; }
 .problems li { color: #9a3412; }
 footer { font-size: 12px; margin-top: 8px; }
+@media (max-width: 600px) {
+  main { padding: 12px 8px 24px; }
+  section { padding: 12px 10px; }
+  th { width: 110px; }
+  .legend { font-size: 11px; }
+  /* A phone shrinks a 960-wide chart's ticks to 4 px: keep them legible, scroll sideways. */
+  figure { overflow-x: auto; }
+  svg.chart { min-width: 680px; }
+}
 """

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from agent import human
 from agent.api.client import CometClient
 from agent.archive import find_archives, read_archive
 from agent.archive.files import make_private_dir
@@ -99,6 +100,7 @@ def _upload_all(
     client = CometClient.from_settings(settings)
     try:
         uploader = Uploader(outbox, client, settings, progress, args.workspace, args.project_name)
+        uploader.force = bool(getattr(args, "force_upload", False))
         uploader.settle_marker()
         return [uploader.upload(path) for path in paths]
     finally:
@@ -146,11 +148,4 @@ def _summary(outcomes: list[Outcome], out: TextIO, *, dry_run: bool) -> None:
 
 
 def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n:,} bytes"
-    value = float(n)
-    for unit in ("KB", "MB", "GB"):
-        value /= 1000
-        if value < 1000 or unit == "GB":
-            break
-    return f"{value:.1f} {unit}"
+    return human.amount(n)  # the progress line's units

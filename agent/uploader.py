@@ -95,6 +95,7 @@ class Uploader:
         self._progress = progress
         self._workspace = workspace
         self._project = project
+        self.force = False  # send an archive already uploaded again, as a new experiment
         self._backoff = Backoff.from_settings(settings)
         self._sender = Sender(
             outbox, RestSink(client), backoff=self._backoff, batch_items=settings.batch_items
@@ -168,13 +169,15 @@ class Uploader:
             # getOrCreateEnabled would attach a second upload to the first: refuse it instead.
             done_key = f"uploaded:{archive.offline_id}:{path.name}:{size}"
             earlier = self._load(done_key)
-            if earlier:
+            if earlier and not self.force:
                 outcome.key = archive.offline_id
                 outcome.skipped = (
                     f"already uploaded as {earlier.get('url') or earlier.get('key')}; sending it "
-                    "again would duplicate its data (rename the file to force that)"
+                    "again would duplicate its data (--force-upload does that)"
                 )
                 return
+            if earlier and not state.get("key"):  # forced: a new experiment, as the SDK does
+                state["key"] = uuid.uuid4().hex
             key = state.get("key") or archive.offline_id
             if not KEY_RE.match(key):  # the SDK makes a new key too (SPEC §6.2)
                 key = uuid.uuid4().hex

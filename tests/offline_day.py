@@ -28,8 +28,11 @@ def metric_line(mid: int, stamp: int, name: str, value: float | int) -> bytes:
     ).encode()
 
 
-def write_day(path: Path, seconds: int = 86_400, cores: int = 8) -> Path:
-    """Write an archive of `seconds` one-second samples (CPU, RAM, load, one GPU) and output."""
+def write_day(path: Path, seconds: int = 86_400, cores: int = 8, *, more: bool = False) -> Path:
+    """Write an archive of `seconds` one-second samples (CPU, RAM, load, one GPU) and output.
+
+    With `more`, also disk, network and the watched process, as `run` samples them.
+    """
     mid = 0
     static = [
         {"type": "system_details", "payload": {
@@ -78,6 +81,17 @@ def write_day(path: Path, seconds: int = 86_400, cores: int = 8) -> Path:
                     ("sys.gpu.0.power_usage", 450_000 + (s % 60) * 1000),
                     ("sys.gpu.0.temperature", 60 + s % 15),
                 )
+                if more:
+                    busy = s % 600 < 60  # a checkpoint every ten minutes
+                    values += (
+                        ("sys.disk.read_bps", 250e6 if busy else 2e6 + (s % 13) * 1e5),
+                        ("sys.disk.write_bps", 400e6 if busy else 1e5),
+                        ("sys.disk.root.percent.used", round(41 + s / 86_400 * 9, 2)),
+                        ("sys.network.receive_bps", 80e6 + 40e6 * wave + (s % 11) * 1e6),
+                        ("sys.network.send_bps", 5e6 + (s % 5) * 1e5),
+                        ("sys.process.cpu_percent", round(cpu * cores * 0.9, 1)),
+                        ("sys.process.rss_bytes", 12 * (1 << 30) + min(s, 3600) * (1 << 20)),
+                    )
                 for name, value in values:
                     mid += 1
                     chunk.append(metric_line(mid, at, name, value))

@@ -124,7 +124,11 @@ def test_fields_as_name_value_are_typed(server: CometStandIn) -> None:
         ),
         (
             ["api", "add-ram-metrics", "totalRam=lots", "usedRam=1", "--experiment-key", KEY],
-            "must be int",
+            "totalRam must be a whole number, got 'lots'",
+        ),
+        (
+            ["api", "log-metric", "metricName=x", "metricValue=abc", "--experiment-key", KEY],
+            "metricValue must be a number, got 'abc'",
         ),
         (["api", "log-metric", "metricName=x", "metricValue=1"], "needs an experiment key"),
         (["api", "upload-git-patch", "--experiment-key", KEY], "--file"),

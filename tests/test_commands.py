@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.helpers import clean_env, run_agent
@@ -69,3 +70,24 @@ def test_sample_json_units(tmp_path: Path) -> None:
     assert load["metrics"]["sys.load.avg"] == load["typed"]["add-load-metrics"]["loadAverage"]
     assert "sys.network.send_bps" in samples["network"]["metrics"]  # primed, then measured
     assert json.loads(result.stdout)["gpu"]  # "on", or why not
+
+
+def test_sample_text_is_in_human_units(tmp_path: Path) -> None:
+    """Without --json: GiB, B/s and %, wall-clock times; no raw byte counts or epoch ms."""
+    result = run_agent(["sample"], clean_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert re.search(r"sys\.ram\.total +\d+\.\d (GiB|MiB)\n", text), text
+    assert re.search(r"sys\.cpu\.percent\.avg +\d+\.\d %\n", text), text
+    assert re.search(r"sys\.network\.send_bps +[\d.]+ (B|kB|MB|GB)/s\n", text), text
+    assert re.search(r"cpu \(at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\):", text), text
+    assert not re.search(r"\b\d{10,}\b", text), text  # no epoch ms, no byte counts
+
+
+def test_sysinfo_text_labels_additional_info_in_human_units(tmp_path: Path) -> None:
+    """ram_total_bytes and boot_time_ms read as "RAM 23.5 GiB" and "Booted 2026-… UTC"."""
+    result = run_agent(["sysinfo"], clean_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ram_total_bytes" not in result.stdout and "boot_time_ms" not in result.stdout
+    assert re.search(r"\n  RAM +\d+\.\d GiB\n", result.stdout), result.stdout
+    assert re.search(r"\n  Booted +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\n", result.stdout)

@@ -268,7 +268,6 @@ def test_notify_socket_sees_ready_status_stopping(
     ("extra", "args", "code", "needle"),
     [
         ({}, ["--experiment-key", "not-a-key"], 2, "is not 32 to 50 letters and digits"),
-        ({"COMET_WORKSPACE": ""}, [], 2, "creating an experiment needs a workspace"),
         ({"COMET_API_KEY": "WRONGkeyWRONGkeyWRONGkey0"}, [], 1, "rejected the API key"),
     ],
 )

@@ -230,23 +230,24 @@ def test_progress_is_one_updating_line_on_a_terminal() -> None:
     clock = iter(float(i) for i in range(100))
     tty = Tty()
     bar = Progress(tty, clock=lambda: next(clock))
-    bar.start("a.zip", 10)
-    bar.update(5, 12, 3_000_000)
-    bar.update(10, 20, 6_000_000)
+    bar.start("a.zip", 10)  # at 0 s
+    bar.update(5, 12, 3_000_000)  # at 1 s: half done, so one second left
+    bar.update(10, 20, 6_000_000)  # at 2 s
     bar.finish()
     assert tty.getvalue() == (
-        "\r\x1b[Kuploading a.zip:  50% (12 messages, 3.0 MB)"
-        "\r\x1b[Kuploading a.zip: 100% (20 messages, 6.0 MB)\n"
+        "\r\x1b[Kuploading a.zip:  50% · 12 messages · 3.0 MB · 3.0 MB/s · 0:01 left"
+        "\r\x1b[Kuploading a.zip: 100% · 20 messages · 6.0 MB · 3.0 MB/s\n"
     )
     plain = io.StringIO()
-    clock2 = iter([0.0, 1.0, 6.0])
+    clock2 = iter([0.0, 0.5, 1.0, 6.0])
     bar = Progress(plain, clock=lambda: next(clock2))
     bar.start("a.zip", 10)
     for position in (2, 4, 6):
-        bar.update(position, position, 0)
+        bar.update(position, position, position * 29_300)
+    # The same units as the closing summary ("29.3 KB"), never "0.0 MB".
     assert plain.getvalue().splitlines() == [
-        "uploading a.zip:  20% (2 messages, 0.0 MB)",
-        "uploading a.zip:  60% (6 messages, 0.0 MB)",
+        "uploading a.zip:  20% · 2 messages · 58.6 KB",
+        "uploading a.zip:  60% · 6 messages · 175.8 KB · 29.3 KB/s · 0:04 left",
     ]
 
 
@@ -331,7 +332,7 @@ def test_cli_upload_shows_progress_and_keeps_the_key_secret(
     )
     result = run_agent(["upload"], env)
     assert result.returncode == 0, result.stderr
-    assert f"uploading {KEY}.zip: 100% (" in result.stderr
+    assert f"uploading {KEY}.zip: 100% · 22 messages · " in result.stderr
     assert "\r" not in result.stderr
     assert result.stdout.splitlines()[-1].startswith("1 of 1 experiment(s) uploaded; sent ")
     assert CANARY_KEY not in result.stdout + result.stderr

@@ -88,8 +88,13 @@ def build_body(
     for name, value in body.items():
         type_name = known.get(name)
         if type_name and not check_type(value, type_name):
-            raise UsageError(f"{endpoint.name}: {name} must be {type_name}, got {value!r}")
+            raise UsageError(f"{endpoint.name}: {name} must be {_human(type_name)}, got {value!r}")
     return body
+
+
+# Scalars Comet charts only as numbers: a bare word there is a typo far more often than a
+# text metric, so the text form must be asked for explicitly as a JSON string.
+NUMERIC_FIRST = frozenset({"metricValue"})
 
 
 def parse_value(name: str, text: str, type_name: str) -> object:
@@ -103,17 +108,36 @@ def parse_value(name: str, text: str, type_name: str) -> object:
         return [part for part in text.split(",") if part]
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
+        if name in NUMERIC_FIRST:
+            raise UsageError(
+                f"{name} must be a number, got {text!r}; a text value goes quoted as JSON: "
+                f"{name}='\"{text}\"'"
+            ) from None
         if base in ("scalar", "any"):
             return text
-        raise UsageError(f"{name} must be {type_name}, got {text!r}") from None
+        raise UsageError(f"{name} must be {_human(type_name)}, got {text!r}") from None
     if base == "number" and isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if base in ("scalar", "any") and not isinstance(value, dict | list):
         return value
     if not check_type(value, type_name):
-        raise UsageError(f"{name} must be {type_name}, got {text!r}")
+        raise UsageError(f"{name} must be {_human(type_name)}, got {text!r}")
     return value
+
+
+_HUMAN = {"str": "text", "int": "a whole number", "number": "a number", "bool": "true or false",
+          "scalar": "text, a number or true/false", "object": "a JSON object",
+          "list": "a JSON list", "list[str]": "a list of text (a,b,c)",
+          "list[number]": "a list of numbers", "list[object]": "a list of JSON objects",
+          "any": "any JSON value"}  # fmt: skip
+
+
+def _human(type_name: str) -> str:
+    """Say a field type the way a user reads it: "int?" is "a whole number (or null)"."""
+    base = type_name.rstrip("?")
+    text = _HUMAN.get(base, base)
+    return f"{text} (or null)" if type_name.endswith("?") else text
 
 
 def _names(known: Mapping[str, str]) -> str:

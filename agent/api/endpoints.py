@@ -381,6 +381,10 @@ _ROWS: tuple[Endpoint, ...] = (
              _GET, seed=False),
     Endpoint("experiment-metadata", "Experiment metadata", "GET", _R, "experiment/metadata", _Q,
              _GET, seed=False, note="throttle flag, name, project"),
+    # Not in SPEC.md: comet_ml 3.58.8's API.get_default_workspace reads it (connection_api.py
+    # get_account_details: GET rest/v2/account-details, no parameters).
+    Endpoint("account-details", "Account details", "GET", _R, "account-details", _N, _GET,
+             seed=False, note="the API key's userName and defaultWorkspaceName"),
     Endpoint("add-run", "Live handshake", "POST", _CL, "logger/add/run", _B, _JSON,
              _f("local_timestamp:int", "offline:bool", "projectName:str?", "teamName:str?",
                 "libVersion"),

@@ -6,6 +6,12 @@ lines with their line numbers, ``agent_lines()`` the agent's own lines, and
 named in ``problems`` (member, line number, why), which is complete once the
 iterators have run. A zip whose central directory is gone (a copy cut short)
 is salvaged from its local headers, as far as its bytes go.
+
+An archive may come from anyone (``upload`` and ``report`` take a path), so
+reading is bounded: a line longer than ``MAX_LINE_BYTES`` is skipped as it
+streams past (never held whole), a member read whole (``read_file``) or
+salvaged may hold at most ``MAX_MEMBER_BYTES``, and JSON nested too deep to
+parse is a damaged line like any other.
 """
 
 from __future__ import annotations
@@ -33,9 +39,14 @@ from agent.archive.format import (
 )
 
 _CHUNK = 1 << 20
+# The SDK's largest lines (installed packages, a big log_other) are well under 1 MiB.
+MAX_LINE_BYTES = 16 << 20
+# Attachments (code, a patch) are small; an image or a model goes through Comet, not the archive.
+MAX_MEMBER_BYTES = 256 << 20
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _SUFFIXED = re.compile(r"^(?P<id>.+?)(?:-[A-Za-z]{6})?$")
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+_JSON_ERRORS = (ValueError, RecursionError)  # RecursionError: nesting deeper than the parser
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,7 @@ class Archive:
             return {}
         try:
             data = json.loads(raw)
-        except ValueError:
+        except _JSON_ERRORS:
             self.problems.append(Problem(EXPERIMENT, None, "not JSON"))
             return {}
         why = check_experiment(data)
@@ -148,15 +159,21 @@ class Archive:
         return (self.path / name).open("rb")
 
     def read_file(self, name: str) -> bytes | None:
-        """Return a member's bytes, or None (with a problem when it is unreadable)."""
+        """Return a member's bytes, or None (with a problem when it is unreadable or too big)."""
         if name not in self.names:
             return None
         try:
             with self._open(name) as fh:
-                return fh.read()
+                data = fh.read(MAX_MEMBER_BYTES + 1)
         except _READ_ERRORS as exc:
             self.problems.append(Problem(name, None, f"unreadable: {_reason(exc)}"))
             return None
+        if len(data) > MAX_MEMBER_BYTES:
+            self.problems.append(
+                Problem(name, None, f"larger than {MAX_MEMBER_BYTES >> 20} MiB: skipped")
+            )
+            return None
+        return data
 
     def line_count(self, member: str) -> int:
         """Return how many line ends `member` holds (for progress; damage is not reported)."""
@@ -174,29 +191,53 @@ class Archive:
         """
         if member not in self.names:
             return
-        number, carry = 0, b""
+        number, carry, skipping = 0, bytearray(), False
         try:
             with self._open(member) as fh:
                 while chunk := fh.read(_CHUNK):
-                    parts = (carry + chunk).split(b"\n")
-                    carry = parts.pop()
-                    for part in parts:
+                    # Only the unfinished line is carried over, so each byte is copied a
+                    # bounded number of times (joining carry + chunk each time was quadratic).
+                    end = chunk.rfind(b"\n")
+                    if end < 0:
+                        if not skipping:
+                            carry += chunk
+                            skipping = len(carry) > MAX_LINE_BYTES
+                            if skipping:
+                                carry = bytearray()
+                        continue
+                    parts = chunk[:end].split(b"\n")
+                    for i, part in enumerate(parts):
                         number += 1
-                        yield number, part
+                        if i == 0 and skipping:
+                            self._too_long(member, number)
+                        elif i == 0 and carry:
+                            yield number, bytes(carry + part)
+                        else:
+                            yield number, part
+                    carry, skipping = bytearray(chunk[end + 1 :]), False
+                    if len(carry) > MAX_LINE_BYTES:
+                        carry, skipping = bytearray(), True
         except _READ_ERRORS as exc:
             self.problems.append(
                 Problem(member, number + 1, f"unreadable from here on: {_reason(exc)}")
             )
+        if skipping:
+            self._too_long(member, number + 1)
+            return
         if carry:
             number += 1
             try:
                 json.loads(carry)
-            except ValueError:
+            except _JSON_ERRORS:
                 self.problems.append(
                     Problem(member, number, f"torn last line ({len(carry)} bytes): dropped")
                 )
                 return
-            yield number, carry
+            yield number, bytes(carry)
+
+    def _too_long(self, member: str, number: int) -> None:
+        why = f"line longer than {MAX_LINE_BYTES >> 20} MiB: skipped"
+        self.problems.append(Problem(member, number, why))
 
     def lines(self) -> Iterator[Line]:
         """Yield every valid messages.json line; the invalid ones go to ``problems``."""
@@ -205,7 +246,7 @@ class Archive:
                 continue
             try:
                 obj = json.loads(raw)
-            except ValueError:
+            except _JSON_ERRORS:
                 self.problems.append(Problem(MESSAGES, number, "not JSON"))
                 continue
             why = check_line(obj)
@@ -231,7 +272,7 @@ class Archive:
                     tuple(int(i) for i in obj.get("replaces", ())),
                     obj.get("attachment"),
                 )
-            except (ValueError, KeyError, TypeError):
+            except (*_JSON_ERRORS, KeyError, TypeError, OverflowError):
                 self.problems.append(Problem(AGENT_LINES, number, "not an agent line"))
                 continue
             yield line
@@ -296,11 +337,15 @@ def _inflate(raw: bytes) -> tuple[bytes, bool]:
     """Inflate as much of a raw deflate stream as is intact; say whether it ended cleanly."""
     inflater = zlib.decompressobj(-15)
     out: list[bytes] = []
+    size = 0
     for i in range(0, len(raw), 1 << 16):
         try:
-            out.append(inflater.decompress(raw[i : i + (1 << 16)]))
+            out.append(inflater.decompress(raw[i : i + (1 << 16)], MAX_MEMBER_BYTES - size + 1))
         except zlib.error:
             return b"".join(out), False
+        size += len(out[-1])
+        if size > MAX_MEMBER_BYTES or inflater.unconsumed_tail:  # a bomb: keep what fits
+            return b"".join(out)[:MAX_MEMBER_BYTES], False
         if inflater.eof:
             break
     with contextlib.suppress(zlib.error):

@@ -549,6 +549,7 @@ ROUTES: tuple[Route, ...] = (
     # Not in the seed (SPEC §2, second table).
     Route("backend-version", "GET", "/clientlib/isAlive/ver", payload="query"),
     Route("experiment-metadata", "GET", R + "experiment/metadata", key="query", payload="query"),
+    Route("account-details", "GET", R + "account-details", payload="query"),
     Route(
         "add-run",
         "POST",

@@ -95,6 +95,7 @@ class CometStandIn:
     ) -> None:
         self.api_key = api_key  # None: accept any non-empty key
         self.sdk_quirks = False  # accept what SPEC.md records the real SDK sending (§1.5)
+        self.default_workspace: str | None = "stand-in-default"  # account-details
         self.requests: list[Recorded] = []
         self.keepalive: deque[dict[str, object]] = deque()
         self.keepalive_default: dict[str, object] = {
@@ -303,6 +304,9 @@ class CometStandIn:
                 "cpu_monitor_interval_millis": 68_000,
                 "pending_rpcs": False,
             }
+        if route.name == "account-details":
+            # The fields comet_ml's API.get_account_details documents; every user has one.
+            return {"userName": "stand-in-user", "defaultWorkspaceName": self.default_workspace}
         if route.name == "backend-version":
             return {"version": "4.8.0"}
         if route.name == "experiment-metadata":

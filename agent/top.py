@@ -1,0 +1,103 @@
+"""``comet-agent top``: one screen of the current sample, redrawn in place (a terminal only).
+
+The samplers are the agent's own (``sample`` takes one reading of them); with
+``--pid`` the process tree of that PID is shown too, as ``run`` and
+``start --watch-pid`` sample it. When the state directory has a status
+snapshot, its experiment and backlog head the screen. Nothing is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Mapping
+
+from agent import human
+from agent.collect.base import Sample, Sampler
+from agent.config import Settings
+from agent.errors import CollectorError, UsageError
+from agent.message import now_ms
+from agent.state import read_status
+
+CLEAR = "\x1b[H\x1b[2J"
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``comet-agent top [--pid PID] [--interval S] [-n N]``."""
+    if not sys.stdout.isatty():
+        raise UsageError("top redraws a terminal; off one use 'comet-agent sample --json'")
+    if args.interval <= 0:
+        raise UsageError(f"--interval must be above 0 seconds, got {args.interval:g}")
+    from agent.collect import gpu as gpu_module
+    from agent.collect.system import system_samplers
+
+    samplers: list[Sampler] = list(system_samplers(settings, pid=args.pid))
+    gpu_note: list[str] = []
+    gpu = gpu_module.gpu_sampler(settings, on_unavailable=gpu_note.append)
+    if gpu is not None:
+        samplers.append(gpu)
+    wait = threading.Event()
+    shown = 0
+    try:
+        _read(samplers)  # rates need a first reading to measure from
+        while args.iterations <= 0 or shown < args.iterations:
+            wait.wait(args.interval)
+            status = read_status(settings.state_directory) or {}
+            sys.stdout.write(CLEAR + screen(_read(samplers), status, args.interval, gpu_note))
+            sys.stdout.flush()
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sampler in samplers:
+            sampler.close()
+    return 0
+
+
+def _read(samplers: list[Sampler]) -> dict[str, Sample | str]:
+    out: dict[str, Sample | str] = {}
+    for sampler in samplers:
+        try:
+            out[sampler.name] = sampler.collect()
+        except CollectorError as exc:
+            out[sampler.name] = str(exc)
+    return out
+
+
+def screen(
+    samples: Mapping[str, Sample | str],
+    status: Mapping[str, object],
+    interval_s: float,
+    gpu_note: list[str],
+) -> str:
+    """Return the text of one screen: a header, then one block per sampler in human units."""
+    lines = [f"comet-agent top · {human.stamp(now_ms())} · every {interval_s:g} s · Ctrl-C quits"]
+    key = status.get("experiment_key")
+    if isinstance(key, str):
+        outbox = status.get("outbox")
+        backlog = outbox.get("ready") if isinstance(outbox, dict) else None
+        running = "running" if status.get("running") else "stopped"
+        lines.append(f"experiment {key} ({running}; backlog {backlog or 0} messages)")
+    for name, sample in samples.items():
+        if isinstance(sample, str):
+            lines.append(f"{name:<8} unavailable: {sample}")
+            continue
+        cells = [
+            f"{_short(metric)} {human.metric(metric, value)}"
+            for metric, value in sample.metrics.items()
+            if not metric.startswith("sys.cpu.percent.") or metric.endswith(".avg")
+        ]
+        lines.append(f"{name:<8} " + " · ".join(cells))
+        cores = sample.typed.get("add-cpu-metrics", {}).get("cpuPercentUtilization")
+        if isinstance(cores, list) and len(cores) > 1:
+            lines.append(f"{'cores':<8} " + " ".join(f"{c:>3.0f}" for c in cores[:64]))
+    if gpu_note:
+        lines.append(f"{'gpu':<8} {gpu_note[0]}")
+    return "\n".join(lines) + "\n"
+
+
+def _short(metric: str) -> str:
+    """'sys.disk.read_bps' → 'read_bps': the block's name already says disk."""
+    parts = metric.split(".")
+    return ".".join(parts[2:]) if len(parts) > 2 else metric
