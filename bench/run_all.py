@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import drain, overhead, report_day, run_overhead, sample_cost, startup
+from bench import drain, nvml_cost, overhead, report_day, run_overhead, sample_cost, startup
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 
@@ -85,6 +85,26 @@ def sampling_rows(sizes: Sizes) -> list[Row]:
             f"all {ours_all:.3f} ms ({r.samples} samples a side, {r.processes} processes)",
         )
     ]
+
+
+def nvml_rows(sizes: Sizes) -> list[Row]:
+    """One GPU sample of 1 and 8 fake GPUs (0.5 ms a call) against a bare NVML loop."""
+    rows = []
+    for gpus in (1, 8):
+        r = nvml_cost.measure(gpus, max(5, sizes.sample_rounds * 4), 0.0005)
+        rows.append(
+            Row(
+                f"NVML cost, one sample of {gpus} GPU(s)",
+                f"{r.ratio:.2f}x per call",
+                "bare pynvml calls (memory, utilisation, power, temperature)",
+                "well under 1 s for 8 GPUs",
+                _met(r.ours_ms < 1000),
+                f"ours {r.ours_ms:.1f} ms in {r.ours_calls:.0f} calls; bare {r.bare_ms:.1f} ms "
+                f"in {r.bare_calls:.0f} calls; two PCIe throughput calls a GPU (the old way) "
+                f"alone {r.old_pcie_ms:.0f} ms",
+            )
+        )
+    return rows
 
 
 def overhead_rows(sizes: Sizes) -> list[Row]:
@@ -247,6 +267,7 @@ def sdk_rows(sizes: Sizes) -> list[Row]:
 
 BENCHMARKS: dict[str, Callable[[Sizes], list[Row]]] = {
     "sampling": sampling_rows,
+    "nvml": nvml_rows,
     "overhead": overhead_rows,
     "drain": drain_rows,
     "wrapper": wrapper_rows,

@@ -32,6 +32,8 @@ TINY = dataclasses.replace(
 )
 EXPECTED = [
     "sampling cost, one full sample (all but the process tree)",
+    "NVML cost, one sample of 1 GPU(s)",
+    "NVML cost, one sample of 8 GPU(s)",
     "agent CPU at 1 s intervals",
     "agent CPU at 1 s, offline (sampling, outbox, archive; no HTTP)",
     "agent RSS",
@@ -55,7 +57,7 @@ def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert names[: len(EXPECTED)] == EXPECTED
     assert all(r.ratio and r.figures for r in rows), rows
     assert all(r.met in ("yes", "no", "") for r in rows)
-    assert "drained=True, 0 SPEC violations" in rows[6].figures
+    assert "drained=True, 0 SPEC violations" in rows[8].figures
     sdk = rows[len(EXPECTED) :]
     assert len(sdk) == 1 and sdk[0].measure == "agent CPU vs the comet_ml SDK's system monitor"
     for name in names:

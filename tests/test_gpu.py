@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pynvml
 import pytest
@@ -40,6 +41,7 @@ def make(
     environ: dict[str, str] | None = None,
     watched: set[int] | None = None,
     timeout_s: float = 2.0,
+    proc: Path = Path("/proc"),
 ) -> tuple[GpuSampler | None, list[str]]:
     """Build the sampler as the daemon would; return it and the reasons it gave for None."""
     reasons: list[str] = []
@@ -50,6 +52,7 @@ def make(
         environ=environ or {},
         clock=lambda: TS,
         on_unavailable=reasons.append,
+        proc=proc,
     )
     return sampler, reasons
 
@@ -77,8 +80,6 @@ def whole_gpu(i: int, *, total: int, used: int, util: tuple[int, int] | None) ->
         f"sys.gpu.{i}.temperature": 55,
         f"sys.gpu.{i}.clock_sm": 1410,
         f"sys.gpu.{i}.clock_memory": 1593,
-        f"sys.gpu.{i}.pcie_tx_bps": 1_024_000,
-        f"sys.gpu.{i}.pcie_rx_bps": 2_048_000,
         f"sys.gpu.{i}.throttle_reasons": 1,
         f"sys.gpu.{i}.throttled": 0,
     }
@@ -159,12 +160,20 @@ def test_first_sample(sampler: GpuSampler) -> None:
 
 
 def test_repeated_samples_follow_the_device(sampler: GpuSampler, fake: FakeNvml) -> None:
-    """Later samples carry new values; total_memory is sent once, as the SDK does."""
+    """Later samples carry new values; total_memory is sent once, as the SDK does; PCIe rates
+    come from NVML's byte counters, so from the second sample on (never a made-up 0 first)."""
+    fake.now_us = 5_000_000
     sampler.collect()
     fake.gpus[0].used_bytes = 40 * GiB
     fake.gpus[0].utilization = (99, 70)
+    fake.now_us += 2_000_000
+    for gpu in fake.gpus:
+        gpu.pcie_tx_bytes += 2 * 1_024_000
+        gpu.pcie_rx_bytes += 2 * 2_048_000
     sample = sampler.collect()
     expected = {k: v for k, v in FIRST_METRICS.items() if not k.endswith(".total_memory")}
+    for i in range(3):
+        expected |= {f"sys.gpu.{i}.pcie_tx_bps": 1_024_000, f"sys.gpu.{i}.pcie_rx_bps": 2_048_000}
     expected |= {
         "sys.gpu.0.used_memory": 40 * GiB,
         "sys.gpu.0.free_memory": 40 * GiB,
@@ -182,12 +191,14 @@ def test_repeated_samples_follow_the_device(sampler: GpuSampler, fake: FakeNvml)
     }
 
 
-def test_process_memory_of_the_watched_tree(fake: FakeNvml) -> None:
-    """Only the watched (host) pids count; other tenants' memory is not ours."""
+def test_process_memory_of_the_watched_tree(fake: FakeNvml, tmp_path: Path) -> None:
+    """Only the watched pids count; other tenants' memory (their pids in /proc) is not ours."""
+    for pid in (9, 100, 101):
+        (tmp_path / str(pid)).mkdir()
     fake.gpus[0].processes = [FakeProcess(100, 3 * GiB), FakeProcess(101, GiB), FakeProcess(9, GiB)]
     fake.gpus[1].processes = [FakeProcess(9, 5 * GiB)]
     fake.gpus[2].migs[2].processes = [FakeProcess(101, 2 * GiB)]  # type: ignore[union-attr]
-    sampler, _ = make(fake, watched={100, 101})
+    sampler, _ = make(fake, watched={100, 101}, proc=tmp_path)
     assert sampler is not None
     metrics = sampler.collect().metrics
     sampler.close()
@@ -384,9 +395,11 @@ def test_every_call_unknown_mid_run(sampler: GpuSampler, fake: FakeNvml) -> None
         sampler.collect()
     assert str(caught.value) == "NVML nvmlDeviceGetMemoryInfo failed on GPU 0: Unknown Error"
     fake.every_call = None
-    assert dict(sampler.collect().metrics).keys() == {
-        k for k in FIRST_METRICS if not k.endswith(".total_memory")
-    }
+    pcie = {f"sys.gpu.{i}.pcie_{d}_bps" for i in range(3) for d in ("tx", "rx")}
+    assert (
+        dict(sampler.collect().metrics).keys()
+        == {k for k in FIRST_METRICS if not k.endswith(".total_memory")} | pcie
+    )
 
 
 def test_one_field_failing_is_reported_once(sampler: GpuSampler, fake: FakeNvml) -> None:
@@ -398,7 +411,7 @@ def test_one_field_failing_is_reported_once(sampler: GpuSampler, fake: FakeNvml)
     assert first.events == [
         HealthEvent(
             "gpu.error",
-            "NVML nvmlDeviceGetTemperature failed on GPU 1: Unknown Error",
+            "NVML nvmlDeviceGetTemperatureV failed on GPU 1: Unknown Error",
             TS,
             {"device": "gpu.1", "field": "gpu.1.temperature"},
         )
@@ -459,7 +472,8 @@ def test_a_hung_call_costs_one_budget() -> None:
     sample = sampler.collect()
     assert time.monotonic() - started < 3
     stuck = (
-        "NVML call nvmlDeviceGetTemperature on GPU 1 took longer than 1 s; the driver may be wedged"
+        "NVML call nvmlDeviceGetTemperatureV on GPU 1 took longer than 1 s; "
+        "the driver may be wedged"
     )
     assert [(e.kind, e.message) for e in sample.events] == [("gpu.error", stuck)]
     assert sample.metrics["sys.gpu.0.used_memory"] == 20 * GiB  # read before the hang
@@ -469,7 +483,7 @@ def test_a_hung_call_costs_one_budget() -> None:
     still = sampler.collect()  # fails fast while the call is stuck
     assert time.monotonic() - started < 0.5
     waiting = (
-        "NVML call nvmlDeviceGetTemperature on GPU 1 has not returned after 1 s; the driver "
+        "NVML call nvmlDeviceGetTemperatureV on GPU 1 has not returned after 1 s; the driver "
         "may be wedged; GPU sampling resumes when it returns"
     )
     assert [e.message for e in still.events] == [f"GPU events: {waiting}", waiting]

@@ -101,6 +101,12 @@ def test_system_versions(nvml: Nvml) -> None:
 def test_full_reading(nvml: Nvml, fake: FakeNvml) -> None:
     """Every field of a full-featured GPU, in our units (PCIe KB/s become bytes/s)."""
     fake.gpus[0].processes = [FakeProcess(4242, 3 * GiB), FakeProcess(7, None)]
+    fake.now_us = 1_000_000
+    first = nvml.read(Handle(0), "GPU 0", processes=True)
+    assert (first.pcie_tx_bps, first.pcie_rx_bps) == (None, None)  # a rate needs two counts
+    fake.now_us += 2_000_000
+    fake.gpus[0].pcie_tx_bytes += 2 * 1_024_000
+    fake.gpus[0].pcie_rx_bytes += 2 * 2_048_000
     reading = nvml.read(Handle(0), "GPU 0", processes=True)
     assert reading == GpuReading(
         total_bytes=80 * GiB,
@@ -170,20 +176,31 @@ def test_static(nvml: Nvml, fake: FakeNvml) -> None:
 
 
 def test_errors_are_translated_at_the_edge(nvml: Nvml, fake: FakeNvml) -> None:
-    """NVML's exceptions become ours, each naming the call and the device."""
+    """NVML's exceptions become ours, each naming the call and the device; memory is one field."""
     fake.gpus[0].used_bytes = pynvml.NVMLError_Unknown()
-    with pytest.raises(CollectorError) as caught:
+    reading = nvml.read(Handle(0), "GPU 0")
+    assert (reading.total_bytes, reading.used_bytes, reading.free_bytes) == (None, None, None)
+    assert reading.power_mw == 250_000  # the other fields still read
+    assert reading.errors == (
+        ("memory", "NVML nvmlDeviceGetMemoryInfo failed on GPU 0: Unknown Error"),
+    )
+
+    fake.gpus[0].used_bytes = pynvml.NVMLError_NoPermission()
+    reading = nvml.read(Handle(0), "GPU 0")
+    assert reading.errors == (
+        (
+            "memory",
+            "nvmlDeviceGetMemoryInfo on GPU 0: permission denied; run the agent as root or "
+            "give its user access to /dev/nvidia*",
+        ),
+    )
+
+    fake.every_call = pynvml.NVMLError_Unknown()
+    with pytest.raises(CollectorError) as caught:  # nothing read at all: one failure
         nvml.read(Handle(0), "GPU 0")
     assert str(caught.value) == "NVML nvmlDeviceGetMemoryInfo failed on GPU 0: Unknown Error"
     assert not isinstance(caught.value, Unsupported | GpuLost)
-
-    fake.gpus[0].used_bytes = pynvml.NVMLError_NoPermission()
-    with pytest.raises(CollectorError) as caught:
-        nvml.read(Handle(0), "GPU 0")
-    assert str(caught.value) == (
-        "nvmlDeviceGetMemoryInfo on GPU 0: permission denied; run the agent as root or "
-        "give its user access to /dev/nvidia*"
-    )
+    fake.every_call = None
 
     fake.gpus[1].lost = True
     with pytest.raises(GpuLost) as lost:
@@ -205,7 +222,7 @@ def test_a_field_failing_otherwise_is_reported_not_fatal(nvml: Nvml, fake: FakeN
     assert reading.temperature_c is None
     assert reading.used_bytes == 20 * GiB
     assert reading.errors == (
-        ("temperature_c", "NVML nvmlDeviceGetTemperature failed on GPU 0: Unknown Error"),
+        ("temperature_c", "NVML nvmlDeviceGetTemperatureV failed on GPU 0: Unknown Error"),
     )
     assert "temperature_c" not in reading.unsupported
 
@@ -229,13 +246,13 @@ def test_xid_events(nvml: Nvml, fake: FakeNvml) -> None:
     """XID events are registered where supported and drained without waiting."""
     where = nvml.watch_xid([(Handle(i), f"GPU {i}") for i in range(3)])
     assert where == ["GPU 0", "GPU 2"]  # GPU 1 has no event support: skipped quietly
-    assert nvml.poll_xid() == []
+    assert nvml.poll_xid().events == []
     fake.xid_queue += [(0, 79), (1, 13), (2, 48)]
-    assert nvml.poll_xid() == [
+    assert nvml.poll_xid().events == [
         XidEvent(fake.gpus[0].uuid, 79),
         XidEvent(fake.gpus[2].uuid, 48),
     ]
-    assert nvml.poll_xid() == []
+    assert nvml.poll_xid().events == []
     nvml.close()
     assert fake.calls[-2:] == ["nvmlEventSetFree", "nvmlShutdown"]
 
@@ -249,7 +266,7 @@ def test_a_hung_call_returns_within_the_budget() -> None:
             nvml.read(Handle(1), "GPU 1")
         assert time.monotonic() - started < 3
         assert str(caught.value) == (
-            "NVML call nvmlDeviceGetTemperature on GPU 1 took longer than 1 s; "
+            "NVML call nvmlDeviceGetTemperatureV on GPU 1 took longer than 1 s; "
             "the driver may be wedged"
         )
         assert nvml.stuck
@@ -258,7 +275,7 @@ def test_a_hung_call_returns_within_the_budget() -> None:
             nvml.read(Handle(0), "GPU 0")
         assert time.monotonic() - started < 0.5  # failed fast, without waiting again
         assert str(again.value) == (
-            "NVML call nvmlDeviceGetTemperature on GPU 1 has not returned after 1 s; the "
+            "NVML call nvmlDeviceGetTemperatureV on GPU 1 has not returned after 1 s; the "
             "driver may be wedged; GPU sampling resumes when it returns"
         )
         hang.release.set()

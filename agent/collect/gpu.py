@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from agent.api import bodies
 from agent.collect.base import Clock, HealthEvent, Number, Sample
 from agent.collect.gpu_devices import Device, ReportedGpu, discover
 from agent.collect.gpu_health import GpuHealth, throttling
 from agent.collect.gpu_types import GpuReading, GpuStatic
-from agent.collect.nvml import Nvml, NvmlStuck, NvmlUnavailable
+from agent.collect.nvml import Nvml, NvmlStuck, NvmlUnavailable, SampleDeadline, StaleHandle
 from agent.config import Settings
-from agent.errors import CollectorError, GpuLost
+from agent.errors import CollectorError, GpuLost, NoData
 from agent.message import now_ms
 
 PidSource = Callable[[], set[int]]
@@ -48,7 +49,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("ecc_corrected", "ecc_corrected"),
     ("ecc_uncorrected", "ecc_uncorrected"),
 )
-_NAMES = {**dict(_FIELDS), "processes": "process_memory"}
+_NAMES = {**dict(_FIELDS), "processes": "process_memory", "memory": "used_memory"}
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,15 @@ class GpuSampler:
         watched_pids: PidSource | None = None,
         clock: Clock = now_ms,
         notes: Sequence[str] = (),
+        deadline_s: float | None = None,
+        proc: Path = Path("/proc"),
     ) -> None:
         self._nvml = nvml
+        # One sample's time, all GPUs together: the per-call budget alone lets a driver that
+        # answers just under it stall one sample of eight GPUs for minutes.
+        self._deadline_s = deadline_s
+        self._proc = proc
+        self._nspids: dict[int, tuple[int, ...]] = {}  # watched pid → its pids in every namespace
         self._gpus = list(gpus)
         self._by_uuid = {g.device.uuid: g.device for g in gpus}  # lost ones stay: late XIDs
         self._visible = visible
@@ -176,10 +184,38 @@ class GpuSampler:
                 events += self._health.failures("processes", {}, ts)
             except CollectorError as exc:  # process_memory is skipped, the rest goes on
                 events += self._health.failures("processes", {"processes": f"{exc}"}, ts)
+        if pids:
+            pids = self._with_nspids(pids)
+        self._nvml.set_deadline(self._deadline_s)
+        try:
+            found, first_error = self._sample_all(ts, pids, metrics, usages, unsupported)
+        finally:
+            self._nvml.set_deadline(None)
+        events += found
+        if not metrics and not events:
+            raise first_error or CollectorError("no GPU gave a reading")
+        typed = {"add-gpu-metrics": bodies.gpu_metrics(usages, ts)} if usages else {}
+        return Sample(ts, metrics, typed, events, frozenset(unsupported))
+
+    def _sample_all(
+        self,
+        ts: int,
+        pids: set[int] | None,
+        metrics: dict[str, Number],
+        usages: list[bodies.GpuUsage],
+        unsupported: set[str],
+    ) -> tuple[list[HealthEvent], CollectorError | None]:
+        events: list[HealthEvent] = []
         first_error: CollectorError | None = None
+        late: list[str] = []
         for gpu in list(self._gpus):
+            if late:
+                late.append(gpu.device.label)
+                continue
             try:
                 events += self._sample_gpu(gpu, ts, pids, metrics, usages, unsupported)
+            except SampleDeadline:
+                late.append(gpu.device.label)
             except GpuLost:
                 self._gpus.remove(gpu)
                 events.append(
@@ -190,22 +226,67 @@ class GpuSampler:
                 events += self._health.failures(gpu.device.key, {gpu.device.key: str(exc)}, ts)
                 if isinstance(exc, NvmlStuck):
                     break  # the rest would fail fast; they are read again next time
-        if not metrics and not events:
-            raise first_error or CollectorError("no GPU gave a reading")
-        typed = {"add-gpu-metrics": bodies.gpu_metrics(usages, ts)} if usages else {}
-        return Sample(ts, metrics, typed, events, frozenset(unsupported))
+        found = {}
+        if late:
+            # The GPUs not reached go first next time, so a slow driver cannot starve the last.
+            behind = [g for g in self._gpus if g.device.label in late]
+            self._gpus = behind + [g for g in self._gpus if g.device.label not in late]
+            found["deadline"] = (
+                f"the GPU sample took longer than {self._deadline_s:g} s; "
+                f"{', '.join(late)} not read this time (read first next time)"
+            )
+        events += self._health.failures("deadline", found, ts)
+        return events, first_error
+
+    def _host_pids(self, reading: GpuReading) -> bool:
+        """Whether NVML's processes carry pids this /proc does not have (all of them)."""
+        procs = reading.processes or ()
+        return bool(procs) and not any((self._proc / str(p.pid)).exists() for p in procs)
+
+    def _with_nspids(self, pids: set[int]) -> set[int]:
+        """Add each watched pid's ids in the other PID namespaces /proc shows (NSpid).
+
+        NVML reports the pids of the namespace the driver sees; where the
+        agent reads a host /proc, a container's process has both.
+        """
+        out = set(pids)
+        for pid in pids:
+            ids = self._nspids.get(pid)
+            if ids is None:
+                ids = ()
+                try:
+                    for line in (self._proc / str(pid) / "status").read_text().splitlines():
+                        if line.startswith("NSpid:"):
+                            ids = tuple(int(x) for x in line.split()[1:] if x.isdigit())
+                            break
+                except OSError:
+                    pass
+                self._nspids[pid] = ids
+            out.update(ids)
+        for gone in set(self._nspids) - pids:
+            del self._nspids[gone]
+        return out
 
     def _poll_xid(self, ts: int) -> list[HealthEvent]:
         try:
             found = self._nvml.poll_xid()
         except CollectorError as exc:
             return self._health.failures("xid", {"xid": f"GPU events: {exc}"}, ts)
-        events = self._health.failures("xid", {}, ts)
-        for event in found:
+        events = []
+        for event in found.events:
             device = self._by_uuid.get(event.uuid or "")
             key, label = (device.key, device.label) if device else ("gpu", str(event.uuid))
-            events.append(self._health.xid(key, label, event.xid, ts))
-        return events
+            events.append(
+                self._health.xid(
+                    key, label, event.xid, ts, event.gpu_instance, event.compute_instance
+                )
+            )
+        # A lost GPU is told by its own gpu.lost event when it is read next, after its XIDs.
+        error = found.error
+        failed = {}
+        if error is not None and not isinstance(error, GpuLost):
+            failed["xid"] = f"GPU events: {error}"
+        return self._health.failures("xid", failed, ts) + events
 
     def _sample_gpu(
         self,
@@ -219,7 +300,12 @@ class GpuSampler:
         dev = gpu.device
         reading = self._nvml.read(dev.handle, dev.label, processes=pids is not None)
         events = self._record(dev, reading, pids, metrics, unsupported, ts)
-        if reading.gpu_utilization_percent is not None:
+        if (
+            reading.gpu_utilization_percent is not None
+            and reading.total_bytes is not None
+            and reading.used_bytes is not None
+            and reading.free_bytes is not None
+        ):
             usages.append(
                 bodies.GpuUsage(
                     gpu_id=dev.position,
@@ -237,13 +323,46 @@ class GpuSampler:
                 part = self._nvml.read(
                     mig.handle, mig.label, whole_gpu=False, processes=pids is not None
                 )
-            except (GpuLost, NvmlStuck):
+            except (StaleHandle, NoData) as exc:
+                # MIG handles are invalidated (and their slots reused) when instances are
+                # destroyed or re-created: find them again, read them next time.
+                events += self._rediscover(gpu, mig, exc, ts)
+                break
+            except (GpuLost, NvmlStuck, SampleDeadline):
                 raise
             except CollectorError as exc:
                 events += self._health.failures(mig.key, {mig.key: str(exc)}, ts)
                 continue
             events += self._record(mig, part, pids, metrics, unsupported, ts)
         return events
+
+    def _rediscover(
+        self, gpu: ReportedGpu, mig: Device, exc: CollectorError, ts: int
+    ) -> list[HealthEvent]:
+        """Look up a GPU's MIG instances again after NVML refused one of their handles."""
+        dev = gpu.device
+        told = self._health.failures(
+            mig.key, {mig.key: f"{exc}; the MIG instances of {dev.label} are looked up again"}, ts
+        )
+        try:
+            found = self._nvml.mig_devices(dev.handle, dev.label)
+            fresh = tuple(
+                Device(
+                    f"{dev.key}.mig.{j}",
+                    f"{dev.label} MIG {j}",
+                    dev.position,
+                    self._nvml.uuid(handle, f"{dev.label} MIG {j}"),
+                    handle,
+                )
+                for j, handle in found
+            )
+        except (GpuLost, NvmlStuck, SampleDeadline):
+            raise
+        except CollectorError as error:
+            return told + self._health.failures(dev.key, {f"{dev.key}.mig": str(error)}, ts)
+        self._gpus[self._gpus.index(gpu)] = replace(gpu, migs=fresh)
+        self._by_uuid.update((m.uuid, m) for m in fresh)
+        return told
 
     def _record(
         self,
@@ -256,28 +375,41 @@ class GpuSampler:
     ) -> list[HealthEvent]:
         """Add one device's metrics; return events for its failed fields."""
         prefix = f"sys.{dev.key}."
-        if dev.key not in self._total_sent:  # a sample with metrics is always returned
-            metrics[prefix + "total_memory"] = reading.total_bytes
-            self._total_sent.add(dev.key)
-        metrics[prefix + "used_memory"] = reading.used_bytes
-        metrics[prefix + "free_memory"] = reading.free_bytes
-        if reading.total_bytes > 0:
-            metrics[prefix + "percent.used_memory"] = reading.used_bytes / reading.total_bytes * 100
+        total, used = reading.total_bytes, reading.used_bytes
+        if total is not None and used is not None and reading.free_bytes is not None:
+            if dev.key not in self._total_sent:  # a sample with metrics is always returned
+                metrics[prefix + "total_memory"] = total
+                self._total_sent.add(dev.key)
+            metrics[prefix + "used_memory"] = used
+            metrics[prefix + "free_memory"] = reading.free_bytes
+            if total > 0:
+                metrics[prefix + "percent.used_memory"] = used / total * 100
         for attr, name in _FIELDS:
             value = getattr(reading, attr)
             if value is not None:
                 metrics[prefix + name] = value
         if reading.throttle_reasons is not None:
             metrics[prefix + "throttled"] = int(throttling(reading.throttle_reasons) != 0)
+        failed: dict[str, str] = {}
         if pids is not None and reading.processes is not None:
             held = [p.used_bytes for p in reading.processes if p.pid in pids]
-            if all(b is not None for b in held):
-                metrics[prefix + "process_memory"] = sum(b for b in held if b is not None)
+            if held or not self._host_pids(reading):
+                # Ours, or only other processes this /proc knows: what we hold is measured.
+                if all(b is not None for b in held):
+                    metrics[prefix + "process_memory"] = sum(b for b in held if b is not None)
+            else:
+                # Processes hold memory, none of them ours as far as /proc can tell: older
+                # drivers give host pids inside a container's PID namespace. Unknown is not 0.
+                failed[f"{dev.key}.process_memory"] = (
+                    f"{dev.label}: none of the {len(reading.processes)} processes NVML lists "
+                    f"exists in {self._proc} (host PIDs inside a container's PID namespace?); "
+                    "process_memory is left out; run the agent in the host PID namespace"
+                )
         for attr in reading.unsupported:
             unsupported.add(f"{dev.key}.{_NAMES[attr]}")
             if attr == "throttle_reasons":
                 unsupported.add(f"{dev.key}.throttled")
-        failed = {f"{dev.key}.{_NAMES[attr]}": message for attr, message in reading.errors}
+        failed.update({f"{dev.key}.{_NAMES[attr]}": msg for attr, msg in reading.errors})
         return self._health.failures(dev.key, failed, ts)
 
 
@@ -289,6 +421,7 @@ def gpu_sampler(
     environ: Mapping[str, str] | None = None,
     clock: Clock = now_ms,
     on_unavailable: Callable[[str], None] | None = None,
+    proc: Path = Path("/proc"),
 ) -> GpuSampler | None:
     """Return the GPU sampler, or None when there is nothing to sample.
 
@@ -323,7 +456,14 @@ def gpu_sampler(
         off(f"{why} no GPU; GPU sampling is off" + "".join(f" ({n})" for n in notes))
         return None
     return GpuSampler(
-        nvml, gpus, visible=visible, watched_pids=watched_pids, clock=clock, notes=notes
+        nvml,
+        gpus,
+        visible=visible,
+        watched_pids=watched_pids,
+        clock=clock,
+        notes=notes,
+        deadline_s=max(1.0, 2 * settings.nvml_timeout_s),
+        proc=proc,
     )
 
 

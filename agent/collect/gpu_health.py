@@ -34,6 +34,7 @@ XID_MEANING: Mapping[int, str] = {
     95: "uncontained ECC error",
     119: "GSP RPC timeout",
     120: "GSP error",
+    999: "unknown: NVML could not tell which XID",  # nvml.h: nvmlEventMigConfigChange/999 = unknown
 }
 
 # NVML's clocks event (throttle) reason bits (nvmlClocksEventReason*).
@@ -80,9 +81,25 @@ class GpuHealth:
         self._throttled: dict[str, int] = {}
         self._failures: dict[str, dict[str, str]] = {}
 
-    def xid(self, key: str, label: str, xid: int, ts: int) -> HealthEvent:
-        """Return the event for one XID on the device `key` ("gpu.0")."""
-        return HealthEvent("gpu.xid", xid_message(label, xid), ts, {"device": key, "xid": xid})
+    def xid(
+        self,
+        key: str,
+        label: str,
+        xid: int,
+        ts: int,
+        gpu_instance: int | None = None,
+        compute_instance: int | None = None,
+    ) -> HealthEvent:
+        """Return the event for one XID on the device `key` ("gpu.0"), with its MIG instance."""
+        message = xid_message(label, xid)
+        data: dict[str, object] = {"device": key, "xid": xid}
+        if gpu_instance is not None:
+            message += f" on MIG GPU instance {gpu_instance}"
+            data["gpu_instance"] = gpu_instance
+            if compute_instance is not None:
+                message += f", compute instance {compute_instance}"
+                data["compute_instance"] = compute_instance
+        return HealthEvent("gpu.xid", message, ts, data)
 
     def ecc(self, key: str, label: str, kind: str, count: int | None, ts: int) -> list[HealthEvent]:
         """Return an event when the volatile ECC count of `kind` grew since the last sample.

@@ -40,9 +40,9 @@ class GpuProcess:
 class GpuReading:
     """One device's readings at one instant; None for what it cannot give (see `unsupported`)."""
 
-    total_bytes: int
-    used_bytes: int
-    free_bytes: int
+    total_bytes: int | None
+    used_bytes: int | None
+    free_bytes: int | None
     gpu_utilization_percent: int | None = None
     memory_utilization_percent: int | None = None
     power_mw: int | None = None
@@ -66,7 +66,17 @@ class XidEvent:
     """One XID (critical error) event NVML reported for a device."""
 
     uuid: str | None
-    xid: int
+    xid: int  # 999: NVML could not tell which XID it was
+    gpu_instance: int | None = None  # MIG: the GPU and compute instance the event came from
+    compute_instance: int | None = None
+
+
+@dataclass(frozen=True)
+class XidPoll:
+    """What one poll of the event set gave: the events drained, and the error that ended it."""
+
+    events: list[XidEvent]
+    error: Exception | None
 
 
 def whole(value: object) -> int | None:

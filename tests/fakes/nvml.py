@@ -6,14 +6,31 @@ the test releases it. ``FakeNvml`` is passed where the agent takes ``lib=``.
 The exception classes come from the real ``pynvml`` (``nvidia-ml-py``
 installs without a driver), so the agent's translation runs in every test.
 
+Return types are the real ones' shapes: memory and utilisation structs with
+the attribute names of ``c_nvmlMemory_t`` and ``c_nvmlUtilization_t``, field
+values with ``nvmlReturn``/``timestamp``/``value.ullVal`` as
+``c_nvmlFieldValue_t``, events with ``device``/``eventData``/
+``gpuInstanceId``/``computeInstanceId`` as ``c_nvmlEventData_t``.
+
+Driver generations (``driver=``), as nvidia-ml-py 13's pynvml.py behaves on them:
+- ``"r470"``: no ``…_v3`` symbol, so ``nvmlDeviceGetComputeRunningProcesses``
+  raises ``NVMLLibraryMismatchError`` (pynvml's @throwOnVersionMismatch; not
+  an ``NVMLError``) while ``_v2`` works; no ClocksEventReasons (R535), no
+  TemperatureV, and the PCIe byte-counter fields answer NOT_SUPPORTED.
+- ``"r535"``: all of those but TemperatureV (FunctionNotFound).
+- ``"r580"`` (default, NVML 13): everything; ``nvmlDeviceGetTemperature`` still
+  answers but is deprecated (announced for removal in CUDA 14).
+
 Named scenarios at the bottom: ``three_gpus()``, ``library_missing()``,
 ``driver_not_loaded()``, ``rm_mismatch()``, ``every_call_unknown()``,
-``hanging(field)``.
+``hanging(field)``, ``mig_non_root()``, ``r470()``, ``eight_gpus()``,
+``host_pids()``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -82,13 +99,16 @@ class FakeGpu:
     fan_percent: int | Exception = field(default_factory=NOT_SUPPORTED)
     pcie_tx_kbs: int | Exception = 1000
     pcie_rx_kbs: int | Exception = 2000
+    pcie_tx_bytes: int = 0  # the byte counters behind NVML_FI_DEV_PCIE_COUNT_{TX,RX}_BYTES
+    pcie_rx_bytes: int = 0
     throttle_reasons: int | Exception = 0x1  # idle
     ecc_corrected: int | Exception = 0
     ecc_uncorrected: int | Exception = 0
     processes: list[FakeProcess] | Exception = field(default_factory=list)
     mig_mode: tuple[int, int] | Exception = (0, 0)
     migs: list[FakeMig | None] = field(default_factory=list)  # None: an empty slot
-    events: bool = True  # whether XID events can be registered
+    mig_generation: int = 0  # bumped when the instances are re-created: old handles go stale
+    events: bool | Exception = True  # whether XID events can be registered (or what it raises)
     lost: bool = False  # every call raises GpuIsLost
 
 
@@ -98,26 +118,42 @@ class Handle:
 
     index: int
     mig: int | None = None
+    generation: int = 0
 
 
 class FakeNvml:
     """The pynvml functions the agent calls, over a list of FakeGpu."""
 
-    def __init__(self, gpus: list[FakeGpu], *, init_error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        gpus: list[FakeGpu],
+        *,
+        init_error: Exception | None = None,
+        driver: str = "r580",
+        latency_s: float = 0.0,
+    ) -> None:
         self.gpus = gpus
+        self.generation = driver
+        self.latency_s = latency_s  # each call's time; the PCIe throughput call takes 20 ms more
+        self.event_sets_freed = 0
+        self.now_us: int | None = None  # the field values' timestamp; None: the real clock
+        self.lost_after_events = False  # nvmlEventSetWait raises GpuIsLost once the queue is empty
         self.init_error = init_error
         self.every_call: Exception | None = None  # set to make every call after init raise
         self.calls: list[str] = []
-        self.xid_queue: list[tuple[int, int]] = []  # (NVML index, xid) waiting to be polled
+        # (NVML index, xid[, gpu instance, compute instance]) waiting to be polled
+        self.xid_queue: list[tuple[int, ...]] = []
         self.registered: set[int] = set()
         self.driver: str | Exception = "550.54.15"
         self.cuda: int | Exception = 12040
         self.nvml = "12.550.54.15"
         # An old driver (before 535) lacks the newer name of the throttle-reasons call.
-        self.old_driver = False
+        self.old_driver = driver == "r470"
 
     def _enter(self, call: str, handle: Handle | None = None) -> FakeGpu | None:
         self.calls.append(call)
+        if self.latency_s:
+            time.sleep(self.latency_s)
         if self.every_call is not None:
             raise self.every_call
         if handle is None:
@@ -125,6 +161,8 @@ class FakeNvml:
         gpu = self.gpus[handle.index]
         if gpu.lost:
             raise pynvml.NVMLError_GpuIsLost()
+        if handle.mig is not None and handle.generation != gpu.mig_generation:
+            raise pynvml.NVMLError_InvalidArgument()  # the instance was destroyed or re-created
         return gpu
 
     def _mig(self, handle: Handle) -> FakeMig | None:
@@ -198,6 +236,39 @@ class FakeNvml:
         assert sensor == pynvml.NVML_TEMPERATURE_GPU
         return self._field("nvmlDeviceGetTemperature", handle, "temperature_c")
 
+    def nvmlDeviceGetTemperatureV(self, handle: Handle, sensor: int) -> int:
+        if self.generation in ("r470", "r535"):
+            self.calls.append("nvmlDeviceGetTemperatureV")
+            raise pynvml.NVMLError_FunctionNotFound()
+        assert sensor == pynvml.NVML_TEMPERATURE_GPU
+        return self._field("nvmlDeviceGetTemperatureV", handle, "temperature_c")
+
+    def nvmlDeviceGetFieldValues(self, handle: Handle, field_ids: list[int]) -> list[Any]:
+        gpu = self._enter("nvmlDeviceGetFieldValues", handle)
+        counters = {
+            pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES: "pcie_tx_bytes",
+            pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES: "pcie_rx_bytes",
+        }
+        now_us = self.now_us if self.now_us is not None else time.time_ns() // 1000
+        out = []
+        for fid in field_ids:
+            supported = self.generation != "r470" and handle.mig is None and fid in counters
+            count = getattr(gpu, counters[fid]) if supported else 0
+            out.append(
+                SimpleNamespace(
+                    fieldId=fid,
+                    scopeId=0,
+                    timestamp=now_us,
+                    latencyUsec=0,
+                    valueType=pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+                    nvmlReturn=pynvml.NVML_SUCCESS
+                    if supported
+                    else pynvml.NVML_ERROR_NOT_SUPPORTED,
+                    value=SimpleNamespace(ullVal=count),
+                )
+            )
+        return out
+
     def nvmlDeviceGetClockInfo(self, handle: Handle, kind: int) -> int:
         name = {pynvml.NVML_CLOCK_SM: "sm_clock_mhz", pynvml.NVML_CLOCK_MEM: "memory_clock_mhz"}
         return self._field("nvmlDeviceGetClockInfo", handle, name[kind])
@@ -210,6 +281,8 @@ class FakeNvml:
             pynvml.NVML_PCIE_UTIL_TX_BYTES: "pcie_tx_kbs",
             pynvml.NVML_PCIE_UTIL_RX_BYTES: "pcie_rx_kbs",
         }
+        if self.latency_s:
+            time.sleep(0.02)
         return self._field("nvmlDeviceGetPcieThroughput", handle, name[counter])
 
     def nvmlDeviceGetTotalEccErrors(self, handle: Handle, kind: int, counter: int) -> int:
@@ -230,7 +303,22 @@ class FakeNvml:
         return self._field("nvmlDeviceGetCurrentClocksThrottleReasons", handle, "throttle_reasons")
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Handle) -> list[SimpleNamespace]:
-        gpu = self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
+        if self.generation == "r470":
+            # pynvml binds this to _v3 under @throwOnVersionMismatch: on R470 the symbol is
+            # missing and the decorator turns FunctionNotFound into this plain Exception.
+            self.calls.append("nvmlDeviceGetComputeRunningProcesses")
+            raise pynvml.NVMLLibraryMismatchError(
+                "Unversioned function called and the pyNVML version does not match the NVML "
+                "lib version. Either use matching pyNVML and NVML lib versions or use a "
+                "versioned function such as nvmlDeviceGetComputeRunningProcesses_v2"
+            )
+        return self._processes("nvmlDeviceGetComputeRunningProcesses", handle)
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: Handle) -> list[SimpleNamespace]:
+        return self._processes("nvmlDeviceGetComputeRunningProcesses_v2", handle)
+
+    def _processes(self, call: str, handle: Handle) -> list[SimpleNamespace]:
+        gpu = self._enter(call, handle)
         procs = _get((self._mig(handle) or gpu).processes)
         return [SimpleNamespace(pid=p.pid, usedGpuMemory=p.used_bytes) for p in procs]
 
@@ -246,7 +334,12 @@ class FakeNvml:
         gpu = self._enter("nvmlDeviceGetMigDeviceHandleByIndex", handle)
         if index >= len(gpu.migs) or gpu.migs[index] is None:
             raise pynvml.NVMLError_NotFound()
-        return Handle(handle.index, index)
+        return Handle(handle.index, index, gpu.mig_generation)
+
+    def reconfigure_mig(self, index: int, migs: list[FakeMig | None]) -> None:
+        """Destroy and re-create GPU `index`'s MIG instances: the old handles go stale."""
+        self.gpus[index].migs = migs
+        self.gpus[index].mig_generation += 1
 
     # -- events --
     def nvmlEventSetCreate(self) -> str:
@@ -256,6 +349,9 @@ class FakeNvml:
     def nvmlDeviceRegisterEvents(self, handle: Handle, kinds: int, event_set: str) -> None:
         gpu = self._enter("nvmlDeviceRegisterEvents", handle)
         assert kinds == pynvml.nvmlEventTypeXidCriticalError and event_set == "event-set"
+        if isinstance(gpu.events, Exception):
+            self.registered.clear()  # nvml.h: the event set is undefined after a failure
+            raise gpu.events
         if not gpu.events:
             raise pynvml.NVMLError_NotSupported()
         self.registered.add(handle.index)
@@ -264,17 +360,24 @@ class FakeNvml:
         self._enter("nvmlEventSetWait")
         assert timeout_ms == 0  # polled: the agent never waits for events
         while self.xid_queue:
-            index, xid = self.xid_queue.pop(0)
+            entry = self.xid_queue.pop(0)
+            index, xid = entry[0], entry[1]
+            gi, ci = (entry[2], entry[3]) if len(entry) > 2 else (0xFFFFFFFF, 0xFFFFFFFF)
             if index in self.registered:
                 return SimpleNamespace(
                     device=Handle(index),
                     eventType=pynvml.nvmlEventTypeXidCriticalError,
                     eventData=xid,
+                    gpuInstanceId=gi,
+                    computeInstanceId=ci,
                 )
+        if self.lost_after_events:
+            raise pynvml.NVMLError_GpuIsLost()
         raise pynvml.NVMLError_Timeout()
 
     def nvmlEventSetFree(self, event_set: str) -> None:
         self._enter("nvmlEventSetFree")
+        self.event_sets_freed += 1
 
 
 # -- named scenarios ----------------------------------------------------------------------------
@@ -352,3 +455,53 @@ def every_call_unknown() -> FakeNvml:
     fake = three_gpus()
     fake.every_call = pynvml.NVMLError_Unknown()
     return fake
+
+
+def mig_non_root() -> FakeNvml:
+    """An H100 in MIG mode read by an unprivileged user: the parent's memory is refused.
+
+    nvml.h, nvmlDeviceGetMemoryInfo: on a MIG-enabled GPU it "returns aggregate
+    information, only if the caller has appropriate privileges"; utilisation
+    is NOT_SUPPORTED on the instances.
+    """
+    denied = pynvml.NVMLError_NoPermission
+    return FakeNvml(
+        [
+            FakeGpu(
+                UUIDS[0],
+                name="NVIDIA H100 80GB HBM3",
+                used_bytes=denied(),
+                utilization=NOT_SUPPORTED(),
+                mig_mode=(1, 1),
+                migs=[
+                    FakeMig(MIG_UUIDS[0], total_bytes=40 * GiB, used_bytes=10 * GiB),
+                    FakeMig(MIG_UUIDS[1], total_bytes=20 * GiB, used_bytes=5 * GiB),
+                ],
+            )
+        ]
+    )
+
+
+def r470() -> FakeNvml:
+    """Two GPUs on an R470 driver under nvidia-ml-py 13 (see the module docstring)."""
+    return FakeNvml([FakeGpu(UUIDS[0]), FakeGpu(UUIDS[1])], driver="r470")
+
+
+def eight_gpus(latency_s: float = 0.0) -> FakeNvml:
+    """An 8-GPU H200 board (SXM: no fan), each call taking `latency_s`."""
+    uuids = [f"GPU-{i}{i}{i}{i}{i}{i}{i}{i}-ffff-0000-0000-00000000000{i}" for i in range(8)]
+    return FakeNvml(
+        [FakeGpu(u, name="NVIDIA H200", total_bytes=141 * GiB) for u in uuids],
+        latency_s=latency_s,
+    )
+
+
+def host_pids() -> FakeNvml:
+    """One GPU whose processes carry host pids, as older drivers report them in a container."""
+    return FakeNvml(
+        [
+            FakeGpu(
+                UUIDS[0], processes=[FakeProcess(4_000_001, 3 * GiB), FakeProcess(4_000_002, GiB)]
+            )
+        ]
+    )
