@@ -74,7 +74,7 @@ def measure(runs: int = 15, *, online: bool) -> Startup:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        extra = {"COMET_AUTO_LOG_GIT_METADATA": "false", "COMET_AUTO_LOG_GIT_PATCH": "false"}
+        extra = {"COMET_AGENT_GIT_METADATA": "false", "COMET_AGENT_GIT_PATCH": "false"}
         server = CometStandIn(api_key=None) if online else None
         try:
             if server is not None:
