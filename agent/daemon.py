@@ -497,6 +497,9 @@ class Agent:
             self._finish()
         return drained
 
+    def _archive_key(self) -> str:
+        return self.attachment.experiment_key if self.attachment is not None else "-"
+
     def _wait_joined(self, deadline: float) -> bool:
         """Give a join in flight a moment to land (at most 2 s of the stop budget)."""
         thread = self._join_thread
@@ -557,7 +560,14 @@ class Agent:
         if self._archive is not None:
             from agent.archive import upload_hint
 
-            self._archive_hint = upload_hint(self._archive.path)
+            ours = self._archive.path
+            # An SDK in the command recorded the same key offline: one upload takes both.
+            theirs = sorted(
+                p
+                for p in ours.parent.glob(f"{self._archive_key()}*.zip")
+                if p != ours and p.is_file()
+            )
+            self._archive_hint = upload_hint(ours, *theirs)
             print(self._archive_hint, file=sys.stderr)  # the one line an offline run promises
         self._write_status(final=True)
         if self._delivery is not None:

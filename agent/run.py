@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -96,8 +97,10 @@ def child_env(
     ``COMET_PROJECT_NAME`` (when set); offline, ``COMET_START_ONLINE=false`` (so
     ``comet_ml.start()`` records offline too) and ``COMET_OFFLINE_DIRECTORY`` (next to our
     archive). With ``[agent] quiet_sdk`` the SDK switches in ``QUIET_SDK`` that `base` does
-    not set already. Removed: ``NOTIFY_SOCKET``, ``WATCHDOG_*`` and ``LISTEN_*``. The API key
-    is never added: ``COMET_API_KEY`` reaches the command only if it is already in `base`.
+    not set already. With a key, ``agent/sdk_hook`` goes first on ``PYTHONPATH`` and
+    ``COMET_AGENT_SDK_KEY`` names the key, so every SDK entry point joins the experiment.
+    Removed: ``NOTIFY_SOCKET``, ``WATCHDOG_*`` and ``LISTEN_*``. The API key is never added:
+    ``COMET_API_KEY`` reaches the command only if it is already in `base`.
     """
     from agent.config import option
 
@@ -118,6 +121,12 @@ def child_env(
     if settings.quiet_sdk:
         for name, value in QUIET_SDK.items():
             env.setdefault(name, value)  # a switch the user set is theirs
+    if experiment_key:
+        # agent/sdk_hook: an SDK in the command gets-or-creates this key instead of being
+        # refused because the agent made the experiment first.
+        hook = str(Path(__file__).with_name("sdk_hook"))
+        env["COMET_AGENT_SDK_KEY"] = experiment_key
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (hook, env.get("PYTHONPATH")) if p)
     return env
 
 

@@ -44,6 +44,14 @@ from tests.fakes.comet_routes import (
 )
 
 JSON_CT = "application/json;charset=utf-8"
+# Paths the real comet_ml SDK calls that the agent never does (answered only with sdk_quirks).
+SDK_ONLY_PATHS: dict[str, object] = {
+    "/clientlib/asset/3d-limits": {},
+    "/clientlib/asset/upload": {"msg": "Saved"},
+    "/clientlib/notification/experiment": {"msg": "Saved"},
+    "/clientlib/rpc/get-pending-rpc": {"remoteProcedureCalls": []},
+    "/api/rest/v2/experiment/tags": {"tags": []},
+}
 MODES = ("status", "html", "truncated", "cut", "drop", "slow", "garbage-json")
 
 
@@ -435,6 +443,11 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
                 raw,
                 time.time(),
             )
+            if route is None and server.sdk_quirks and split.path in SDK_ONLY_PATHS:
+                # What the real SDK also calls (assets, limits, notifications): taken, unchecked.
+                rec.route = split.path.rsplit("/", 2)[-2] + "/" + split.path.rsplit("/", 1)[-1]
+                self._record_and_send(rec, 200, SDK_ONLY_PATHS[split.path])
+                return
             if route is None:
                 rec.status = 404
                 rec.problems.append(f"unknown path {method} {split.path}")
