@@ -26,7 +26,7 @@ from agent.collect.base import Roots
 from agent.config import Settings
 from agent.delivery import Delivery, open_outbox
 from agent.ending import ChildExit, end_messages
-from agent.errors import AgentError, ApiError, CollectorError
+from agent.errors import AgentError, ApiError, CollectorError, OutboxError
 from agent.heartbeat import Heartbeat
 from agent.keepalive import IntervalPolicy
 from agent.message import Message, now_ms
@@ -42,10 +42,13 @@ from agent.watch import alive, exit_condition, start_time
 if TYPE_CHECKING:
     # Imported where used: `run` starts the command before facts are gathered, and an
     # offline run never loads requests.
+    from agent.api.client import CometClient
     from agent.sinks.offline import OfflineSink
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
+UNJOINED_STATE = "unjoined_keys"  # outbox state: keys whose experiment may not exist yet
+UNJOINED_MAX = 20
 CHECKPOINT_EVERY_S = 10.0
 FIRST_SAMPLE_S = 1.0
 
@@ -145,6 +148,7 @@ class Agent:
             # No create call carries the name: it travels as the SDK's own "Name" other.
             self.put(self._name_messages(self.attachment.experiment_key, s.experiment_name))
         if self._defer_attach and not self.attachment.offline:
+            self._note_unjoined(self.attachment.experiment_key)  # until Comet has answered
             if join_now:
                 self.start_join()
         else:
@@ -197,47 +201,24 @@ class Agent:
         self._join_thread.start()
 
     def _join_loop(self) -> None:
-        """Make the experiment exist (create or join), then start sending; retried until stop."""
-        from random import Random
+        """Make the experiment exist (create or join), then start sending; retried until stop.
 
+        Keys of earlier runs on this state directory that were killed before Comet answered
+        (their messages are still in the outbox) are made to exist first."""
         from agent.api.client import CometClient
-        from agent.backoff import Backoff
 
         s = self.settings
-        backoff = Backoff(wait_initial=0.5, wait_max=min(30.0, s.backoff_max_s))
-        rand = Random()  # noqa: S311 - jitter, not secrets
-        attempt = 0
         attachment, delivery = self.attachment, self._delivery
         if attachment is None or delivery is None:
             return
+        earlier = [k for k in self._unjoined() if k != attachment.experiment_key]
         with CometClient.from_settings(s) as client:
-            while not self._stopping.is_set():
-                try:
-                    joined = join(s, client, attachment)
-                    break
-                except ApiError as exc:
-                    if not exc.retryable:
-                        # Never the training's problem: what is queued goes offline at stop.
-                        self.join_error = str(exc)
-                        if self._refusal_stops:
-                            self.stop_event.set()  # `start`: a daemon that cannot report says so
-                        logger.warning(
-                            "experiment.join_refused",
-                            error=str(exc),
-                            hint="the run is kept and written offline at its end; check the "
-                            "API key, workspace and COMET_URL_OVERRIDE",
-                        )
-                        return
-                    attempt += 1
-                    wait_s = backoff.delay(attempt, exc.retry_after_s, rand)
-                    if self._limiter.check("experiment.join_retry") is not None:
-                        logger.warning(
-                            "experiment.join_retry", error=str(exc), wait_s=round(wait_s, 1)
-                        )
-                    if self._stopping.wait(wait_s):
-                        return
-            else:
-                return
+            for key in earlier:
+                if self._join_one(client, Attachment(key, None, owned=True, offline=False)):
+                    self._mark_joined(key)
+            joined = self._join_one(client, attachment)
+        if joined is None:
+            return
         with self._join_lock:
             if self._stopping.is_set():
                 return
@@ -247,12 +228,75 @@ class Agent:
             self._joined.set()
             if self._began.is_set():
                 self._add_heartbeat()
+        self._mark_joined(joined.experiment_key)
         delivery.start()
         logger.info("experiment.joined", experiment_key=joined.experiment_key, link=joined.link)
         if joined.link:
             print(f"comet-agent: experiment {joined.link}", file=sys.stderr, flush=True)
         if self._began.is_set():
             self._write_status()
+
+    def _join_one(self, client: CometClient, attachment: Attachment) -> Attachment | None:
+        """`join` retried with back-off until it lands (None: refused, or stopped first)."""
+        from random import Random
+
+        from agent.backoff import Backoff
+
+        backoff = Backoff(wait_initial=0.5, wait_max=min(30.0, self.settings.backoff_max_s))
+        rand = Random()  # noqa: S311 - jitter, not secrets
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                return join(self.settings, client, attachment)
+            except ApiError as exc:
+                if not exc.retryable:
+                    # Never the training's problem: what is queued goes offline at stop.
+                    self.join_error = str(exc)
+                    if self._refusal_stops:
+                        self.stop_event.set()  # `start`: a daemon that cannot report says so
+                    logger.warning(
+                        "experiment.join_refused",
+                        error=str(exc),
+                        hint="the run is kept and written offline at its end; check the "
+                        "API key, workspace and COMET_URL_OVERRIDE",
+                    )
+                    return None
+                attempt += 1
+                wait_s = backoff.delay(attempt, exc.retry_after_s, rand)
+                if self._limiter.check("experiment.join_retry") is not None:
+                    logger.warning("experiment.join_retry", error=str(exc), wait_s=round(wait_s, 1))
+                if self._stopping.wait(wait_s):
+                    return None
+        return None
+
+    def _unjoined(self) -> list[str]:
+        """Keys queued for on this state directory whose experiment was never made to exist."""
+        import json
+
+        if self._delivery is None:
+            return []
+        try:
+            raw = self._delivery.outbox.get_state(UNJOINED_STATE)
+            keys = json.loads(raw) if raw else []
+        except (OutboxError, ValueError):
+            return []
+        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+    def _note_unjoined(self, key: str) -> None:
+        self._store_unjoined([*(k for k in self._unjoined() if k != key), key])
+
+    def _mark_joined(self, key: str) -> None:
+        self._store_unjoined([k for k in self._unjoined() if k != key])
+
+    def _store_unjoined(self, keys: list[str]) -> None:
+        import json
+
+        if self._delivery is None:
+            return
+        try:
+            self._delivery.outbox.set_state(UNJOINED_STATE, json.dumps(keys[-UNJOINED_MAX:]))
+        except OutboxError as exc:  # the outbox is in trouble: its own reports say so
+            logger.debug("outbox.state_unwritable", error=str(exc))
 
     def _attach(self) -> Attachment:
         s = self.settings
@@ -542,6 +586,7 @@ class Agent:
             if foreign:
                 outbox.reject(foreign, reason_row)
             moved += len(done)
+        self._mark_joined(key)  # its messages are in the archive now: no one waits for it
         logger.warning("agent.offline_fallback", reason=reason, messages=moved)
         self._archive = archive
         return True

@@ -90,3 +90,30 @@ def test_start_creating_during_an_outage_samples_from_the_start(
     assert len(server.created()) == 1
     stamps = [int(r.body["timestamp"]) for r in server.received("add-cpu-metrics")]  # type: ignore[index]
     assert min(stamps) < began_ms + 6_000, "a sample taken during the outage was delivered"
+
+
+def test_a_start_killed_before_comet_answered_has_its_experiment_made_at_the_next_start(
+    server: CometStandIn, agent_env: dict[str, str]
+) -> None:
+    """kill -9 during an outage, then a restart on the same state directory: the first run's
+    experiment is made before its samples are sent (none refused, none lost to 400s)."""
+    server.answer_keepalive(FAST)
+    server.outage(mode="drop")
+    env = {**agent_env, "COMET_SYSTEM_CPU_INTERVAL": "1"}
+    first = AgentProcess(["start"], env)
+    first_key = str(first.wait_for("agent.ready", timeout_s=30)["experiment_key"])
+    first.wait_for("sample.queued", timeout_s=30, count=3)
+    first.kill()
+    server.recover()
+    second = AgentProcess(["start"], env)
+    second_key = str(second.wait_for("agent.ready", timeout_s=30)["experiment_key"])
+    wait_until(
+        lambda: (
+            {r.experiment_key for r in server.received("add-cpu-metrics")}
+            >= {first_key, second_key}
+        ),
+        timeout_s=60,
+    )
+    assert second.stop() == 0
+    assert set(server.created()) == {first_key, second_key}
+    assert server.violations == []
