@@ -126,6 +126,8 @@ def child_env(
         # refused because the agent made the experiment first.
         hook = str(Path(__file__).with_name("sdk_hook"))
         env["COMET_AGENT_SDK_KEY"] = experiment_key
+        if offline:
+            env["COMET_AGENT_SDK_OFFLINE"] = "1"  # Experiment() records offline too
         env["PYTHONPATH"] = os.pathsep.join(p for p in (hook, env.get("PYTHONPATH")) if p)
     return env
 

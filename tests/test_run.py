@@ -271,6 +271,7 @@ def test_offline_child_env_keeps_the_sdk_offline(tmp_path: Path) -> None:
     assert env["COMET_START_ONLINE"] == "false"
     assert env["COMET_OFFLINE_DIRECTORY"] == str(tmp_path)
     assert env["COMET_EXPERIMENT_KEY"] == KEY
+    assert env["COMET_AGENT_SDK_OFFLINE"] == "1"  # the hook makes Experiment() offline
 
 
 def test_child_sees_the_experiment_and_no_process_shows_the_key(tmp_path: Path) -> None:

@@ -163,6 +163,7 @@ exp.end()
     [
         ("OfflineExperiment()", "comet-agent"),
         ("start()", "comet-agent"),
+        ("Experiment()", "comet-agent"),
         ("OfflineExperiment()", "comet"),
     ],
 )

@@ -14,6 +14,9 @@ three of its functions wrapped, and only for that one key:
 * ``OfflineExperiment()`` without a key of its own records into that key with the
   ``get_or_create`` strategy, so its archive and the agent's land in one experiment, uploaded
   in either order (``comet upload`` or ``comet-agent upload``).
+* When the agent records offline (``COMET_AGENT_SDK_OFFLINE=1``), ``Experiment()`` (the class
+  itself, not its subclasses) gives an ``OfflineExperiment`` instead: no network attempt, no
+  failure for the lack of an API key, the same experiment.
 
 Any failure here leaves the SDK as it was. Then the next ``sitecustomize`` on the path, if
 any, is imported, as the SDK's own bootstrap does (``comet_ml/bootstrap/sitecustomize.py``).
@@ -32,7 +35,8 @@ from types import ModuleType
 from typing import Any
 
 KEY_VARIABLE = "COMET_AGENT_SDK_KEY"
-_PATCHED = ("comet_ml.connection.connection_api", "comet_ml.offline")
+OFFLINE_VARIABLE = "COMET_AGENT_SDK_OFFLINE"
+_PATCHED = ("comet_ml.connection.connection_api", "comet_ml.offline", "comet_ml._online")
 
 
 def _patch_connection(module: ModuleType, key: str) -> None:
@@ -76,6 +80,23 @@ def _patch_offline(module: ModuleType, key: str) -> None:
     cls.__init__ = init_joining
 
 
+def _patch_online(module: ModuleType, key: str) -> None:
+    if os.environ.get(OFFLINE_VARIABLE) != "1":
+        return
+    cls = module.Experiment
+
+    def new(klass: type, *args: Any, **kwargs: Any) -> Any:
+        # Experiment(api_key, project_name, workspace, ...): the first three by position.
+        if klass is cls and len(args) <= 3:
+            from comet_ml.offline import OfflineExperiment
+
+            named = dict(zip(("api_key", "project_name", "workspace"), args, strict=False))
+            return OfflineExperiment(**named, **kwargs)
+        return object.__new__(klass)
+
+    cls.__new__ = staticmethod(new)
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     """Wraps the loader of the two comet_ml modules so they are patched once executed."""
 
@@ -99,8 +120,10 @@ class _Finder(importlib.abc.MetaPathFinder):
             try:
                 if fullname == _PATCHED[0]:
                     _patch_connection(module, key)
-                else:
+                elif fullname == _PATCHED[1]:
                     _patch_offline(module, key)
+                else:
+                    _patch_online(module, key)
             except Exception:  # noqa: BLE001, S110 - an SDK we do not know: leave it as it is
                 pass
 
