@@ -90,7 +90,8 @@ def _patch_online(module: ModuleType, key: str) -> None:
         if klass is cls and len(args) <= 3:
             from comet_ml.offline import OfflineExperiment
 
-            named = dict(zip(("api_key", "project_name", "workspace"), args, strict=False))
+            names = ("api_key", "project_name", "workspace")
+            named = {names[i]: value for i, value in enumerate(args)}  # any Python 3
             return OfflineExperiment(**named, **kwargs)
         return object.__new__(klass)
 
