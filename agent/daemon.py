@@ -85,6 +85,9 @@ class Agent:
         self._defer_attach = defer_attach
         self._refusal_stops = refusal_stops
         self._joined = threading.Event()
+        # Set when the join is given up (the run went offline): not by stop() itself, so a
+        # join in flight when a short command ends still lands within the stop budget.
+        self._join_cancel = threading.Event()
         self._join_lock = threading.Lock()
         self._join_thread: threading.Thread | None = None
         self.join_error: str | None = None
@@ -220,16 +223,16 @@ class Agent:
         if joined is None:
             return
         with self._join_lock:
-            if self._stopping.is_set():
+            if self._join_cancel.is_set():
                 return
             self.attachment = joined
             self._heartbeat.client = CometClient.from_settings(s)
             self._heartbeat.key = joined.experiment_key
-            self._joined.set()
-            if self._began.is_set():
+            if self._began.is_set() and not self._stopping.is_set():
                 self._add_heartbeat()
+            delivery.start()
+            self._joined.set()
         self._mark_joined(joined.experiment_key)
-        delivery.start()
         logger.info("experiment.joined", experiment_key=joined.experiment_key, link=joined.link)
         if joined.link:
             print(f"comet-agent: experiment {joined.link}", file=sys.stderr, flush=True)
@@ -245,7 +248,7 @@ class Agent:
         backoff = Backoff(wait_initial=0.5, wait_max=min(30.0, self.settings.backoff_max_s))
         rand = Random()  # noqa: S311 - jitter, not secrets
         attempt = 0
-        while not self._stopping.is_set():
+        while not self._join_cancel.is_set():
             try:
                 return join(self.settings, client, attachment)
             except ApiError as exc:
@@ -265,7 +268,7 @@ class Agent:
                 wait_s = backoff.delay(attempt, exc.retry_after_s, rand)
                 if self._limiter.check("experiment.join_retry") is not None:
                     logger.warning("experiment.join_retry", error=str(exc), wait_s=round(wait_s, 1))
-                if self._stopping.wait(wait_s):
+                if self._join_cancel.wait(wait_s):
                     return None
         return None
 
@@ -557,7 +560,7 @@ class Agent:
         if self._delivery is None or self.attachment is None:
             return False
         with self._join_lock:
-            self._stopping.set()  # a join landing now is ignored: the archive has the data
+            self._join_cancel.set()  # a join landing now is ignored: the archive has the data
         key = self.attachment.experiment_key
         reason = self.join_error or "Comet did not answer before the end of the run"
         try:
@@ -592,6 +595,8 @@ class Agent:
         return True
 
     def _finish(self) -> None:
+        with self._join_lock:
+            self._join_cancel.set()  # a join still retrying has nothing left to start
         if self._delivery is not None:
             self._delivery.sink.close()  # an offline archive is zipped here
         sink = self._delivery.sink if self._delivery is not None else None

@@ -117,3 +117,17 @@ def test_a_start_killed_before_comet_answered_has_its_experiment_made_at_the_nex
     assert second.stop() == 0
     assert set(server.created()) == {first_key, second_key}
     assert server.violations == []
+
+
+def test_a_command_shorter_than_comets_answer_is_still_delivered_online(
+    server: CometStandIn, agent_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The command ends before the handshake's answer: the stop waits for it (briefly) and
+    sends online, instead of writing an archive."""
+    server.fail("add-run", mode="slow", delay_s=0.8)
+    env = {**agent_env, "COMET_OFFLINE_DIRECTORY": str(tmp_path / "offline")}
+    done = run_agent(["run", "--", sys.executable, "-c", "print('quick')"], env, timeout_s=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(server.created()) == 1
+    assert [line["output"] for line in server.output_lines()] == ["quick\n"]
+    assert not list((tmp_path / "offline").glob("*.zip"))
