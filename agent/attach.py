@@ -77,6 +77,49 @@ def default_workspace(client: CometClient) -> str:
     )
 
 
+def new_key() -> str:
+    """A key chosen here, as the SDK chooses its own (32 lowercase hex digits)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def deferred_attachment(settings: Settings) -> Attachment:
+    """The experiment `run` and `start` report into before Comet has answered: its key is
+    chosen now (or given), so the command can have it at once; ``join`` makes it exist."""
+    if settings.experiment_key:
+        return Attachment(check_key(settings.experiment_key), None, owned=False, offline=False)
+    # No workspace: ``join`` asks Comet for the key's default one, as the SDK does.
+    return Attachment(new_key(), None, owned=True, offline=False)
+
+
+def join(settings: Settings, client: CometClient, attachment: Attachment) -> Attachment:
+    """Create the experiment with the chosen key, or join it if it exists; raise ApiError.
+
+    The SDK's own get-or-create handshake (``logger/add/run`` with ``getOrCreateEnabled``,
+    comet_ml ``connection_api.add_run``): whichever of the agent and an SDK in the command
+    comes first creates the experiment, the other joins it. A given key that the server does
+    not know is created as well, as ``comet_ml.start(experiment_key=K)`` does.
+    """
+    from agent import __version__
+    from agent.message import now_ms
+
+    body: dict[str, object] = {
+        "local_timestamp": now_ms(),
+        "offline": False,
+        "projectName": settings.project_name,
+        "teamName": settings.workspace or default_workspace(client),
+        "libVersion": __version__,
+        "getOrCreateEnabled": True,
+    }
+    answer = client.call("add-run", body, experiment_key=attachment.experiment_key)
+    if not isinstance(answer, dict) or not isinstance(answer.get("runId"), str):
+        raise ApiError(f"logger/add/run: Comet answered without a runId ({str(answer)[:80]!r})")
+    focus = answer.get("focusUrl")
+    link = f"{focus}{attachment.experiment_key}" if isinstance(focus, str) else None
+    return Attachment(attachment.experiment_key, link, attachment.owned, offline=False)
+
+
 def attach(
     settings: Settings,
     client: CometClient,

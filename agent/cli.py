@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not send the command's output to Comet",
     )
     run.add_argument(
+        "--leave-sdk-alone",
+        dest="quiet_sdk",
+        action="store_false",
+        default=None,
+        help="do not switch off a comet_ml SDK's own output, system and git logging in the "
+        "command (then both send them)",
+    )
+    run.add_argument(
         "argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]", help="the command to run"
     )
     _common(run)

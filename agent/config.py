@@ -115,6 +115,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent", "key_file_timeout_s", float, 300.0,
            "sidecar: how long to wait for --experiment-key-file to appear", minimum=0,
            maximum=86400),
+    Option("agent", "quiet_sdk", bool, True,
+           "run: tell a comet_ml SDK in the command (through its own COMET_AUTO_LOG_* switches, "
+           "never one you set) to leave output, system details and metrics, and git to the "
+           "agent; false leaves the SDK alone (--leave-sdk-alone)"),
     Option("agent", "role", str, "auto",
            "multi-node: who sends experiment-level facts (auto: global rank 0)",
            choices=("auto", "leader", "follower")),
@@ -133,16 +137,16 @@ OPTIONS: tuple[Option, ...] = (
            maximum=86400),
     Option("sampling", "follow_server", bool, True,
            "apply the intervals in the server's keep-alive answers"),
-    Option("sampling", "cpu", bool, True, "sample CPU, RAM and load", sdk="comet.auto_log.env_cpu",
+    Option("sampling", "cpu", bool, True, "sample CPU, RAM and load", env="COMET_AGENT_SAMPLE_CPU",
            attr="sample_cpu"),
-    Option("sampling", "gpu", bool, True, "sample NVIDIA GPUs", sdk="comet.auto_log.env_gpu",
+    Option("sampling", "gpu", bool, True, "sample NVIDIA GPUs", env="COMET_AGENT_SAMPLE_GPU",
            attr="sample_gpu"),
     Option("sampling", "disk", bool, True, "sample disk usage and IO",
-           sdk="comet.auto_log.env_disk", attr="sample_disk"),
+           env="COMET_AGENT_SAMPLE_DISK", attr="sample_disk"),
     Option("sampling", "network", bool, True, "sample network IO",
-           sdk="comet.auto_log.env_network", attr="sample_network"),
+           env="COMET_AGENT_SAMPLE_NETWORK", attr="sample_network"),
     Option("sampling", "per_core", bool, False, "also send sys.cpu.percent.NN per core",
-           sdk="comet.auto_log.env_cpu_per_core"),
+           env="COMET_AGENT_SAMPLE_PER_CORE"),
     Option("sampling", "process", bool, True, "sample the watched process tree",
            attr="sample_process"),
     Option("sampling", "disk_path", Path, Path("/"), "file system whose usage is reported"),
@@ -156,16 +160,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("send", "typed_endpoints", bool, True,
            "also send the cpu-, ram-, load- and gpu-metrics endpoints"),
     Option("send", "system_details", bool, True, "send Set System Details once",
-           sdk="comet.auto_log.env_details"),
+           env="COMET_AGENT_SYSTEM_DETAILS"),
     Option("send", "compress", bool, True, "gzip the batch calls",
            sdk="comet.message_batch.use_compression"),
     Option("send", "node_identifier", str, None, "prefix for every sys.* metric name",
            sdk="comet.distributed_node_identifier"),
     # [git]
     Option("git", "metadata", bool, True, "send git metadata",
-           sdk="comet.auto_log.git_metadata", attr="git_metadata"),
+           env="COMET_AGENT_GIT_METADATA", attr="git_metadata"),
     Option("git", "patch", bool, True, "send the uncommitted diff as a patch",
-           sdk="comet.auto_log.git_patch", attr="git_patch"),
+           env="COMET_AGENT_GIT_PATCH", attr="git_patch"),
     Option("git", "directory", Path, None, "repository to describe", sdk="comet.git_directory",
            shown_default="the working directory", attr="git_directory"),
     Option("git", "patch_max_bytes", int, 10_000_000, "larger patches are skipped", minimum=0,
@@ -236,6 +240,7 @@ class Settings:
     state_directory: Path = Path()
     stop_timeout_s: float = 10.0
     key_file_timeout_s: float = 300.0
+    quiet_sdk: bool = True
     role: str = "auto"
     cpu_interval_s: float = 30.0
     gpu_interval_s: float = 30.0

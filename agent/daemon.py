@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__, log
-from agent.attach import Attachment, attach, offline_attachment
+from agent.attach import Attachment, attach, deferred_attachment, join, offline_attachment
 from agent.collect.base import Roots
 from agent.config import Settings
 from agent.delivery import Delivery, open_outbox
 from agent.ending import ChildExit, end_messages
-from agent.errors import AgentError, ApiError, CollectorError
+from agent.errors import AgentError, ApiError, CollectorError, ConfigError, OutboxError
 from agent.heartbeat import Heartbeat
 from agent.keepalive import IntervalPolicy
 from agent.message import Message, now_ms
@@ -42,10 +42,13 @@ from agent.watch import alive, exit_condition, start_time
 if TYPE_CHECKING:
     # Imported where used: `run` starts the command before facts are gathered, and an
     # offline run never loads requests.
+    from agent.api.client import CometClient
     from agent.sinks.offline import OfflineSink
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
+UNJOINED_STATE = "unjoined_keys"  # outbox state: keys whose experiment may not exist yet
+UNJOINED_MAX = 20
 CHECKPOINT_EVERY_S = 10.0
 FIRST_SAMPLE_S = 1.0
 
@@ -66,6 +69,8 @@ class Agent:
         environ: dict[str, str] | None = None,
         fallback_offline: bool = False,
         private_state: bool = False,
+        defer_attach: bool = False,
+        refusal_stops: bool = False,
     ) -> None:
         self.settings = settings
         self._command = list(command) if command else list(sys.argv)
@@ -75,6 +80,18 @@ class Agent:
         self._environ = dict(os.environ if environ is None else environ)
         self._fallback_offline = fallback_offline
         self._private_state = private_state
+        # The key is chosen (or given) now and the experiment made to exist in a thread of its
+        # own: nothing waits for Comet; messages wait in the outbox until it has answered.
+        self._defer_attach = defer_attach
+        self._refusal_stops = refusal_stops
+        self._joined = threading.Event()
+        # Set when the join is given up (the run went offline): not by stop() itself, so a
+        # join in flight when a short command ends still lands within the stop budget.
+        self._join_cancel = threading.Event()
+        self._join_lock = threading.Lock()
+        self._join_thread: threading.Thread | None = None
+        self.join_error: str | None = None
+        self.join_config_error = False  # the refusal is the user's settings (exit 2), not Comet's
         self.stop_event = threading.Event()  # set by a signal: main thread, please stop
         self._stopping = threading.Event()  # set by stop(): a keep-alive in flight is abandoned
         self.identity: Identity = identify(self._environ)
@@ -112,8 +129,11 @@ class Agent:
         self.begin()
         return attachment
 
-    def open(self) -> Attachment:
-        """Take the state directory, attach (or create, or go offline), start delivery."""
+    def open(self, *, join_now: bool = True) -> Attachment:
+        """Take the state directory, attach (or create, or go offline), start delivery.
+
+        With `defer_attach`, the experiment is made in a thread started here, or by
+        ``start_join()`` when `join_now` is false (``run``: once the command is spawned)."""
         s = self.settings
         self._state = StateDir.acquire(s.state_directory, private_fallback=self._private_state)
         outbox = open_outbox(self._state.outbox_path, s)
@@ -128,7 +148,16 @@ class Agent:
         )
         if self._archive is None:
             self._delivery.adopt(self._state, s)
-        self._delivery.start()
+        if self.attachment.owned and s.experiment_name:
+            # No create call carries the name: it travels as the SDK's own "Name" other.
+            self.put(self._name_messages(self.attachment.experiment_key, s.experiment_name))
+        if self._defer_attach and not self.attachment.offline:
+            self._note_unjoined(self.attachment.experiment_key)  # until Comet has answered
+            if join_now:
+                self.start_join()
+        else:
+            self._joined.set()
+            self._delivery.start()
         if self.attachment.first_answer is not None:
             self._heartbeat.apply(self.attachment.first_answer)
         return self.attachment
@@ -159,6 +188,122 @@ class Agent:
             intervals=self._heartbeat.policy.current.as_dict(),
         )
 
+    def _name_messages(self, key: str, name: str) -> list[Message]:
+        from agent.api import bodies
+        from agent.message import Kind
+
+        ts = now_ms()
+        return [Message("log-other", key, bodies.log_other("Name", name, ts), ts, Kind.FACT)]
+
+    def start_join(self) -> None:
+        """Start making the experiment exist (once; nothing to do offline or attached)."""
+        if self._join_thread is not None or self._joined.is_set():
+            return
+        if self.attachment is None or self.attachment.offline:
+            return
+        self._join_thread = threading.Thread(target=self._join_loop, name="agent-join", daemon=True)
+        self._join_thread.start()
+
+    def _join_loop(self) -> None:
+        """Make the experiment exist (create or join), then start sending; retried until stop.
+
+        Keys of earlier runs on this state directory that were killed before Comet answered
+        (their messages are still in the outbox) are made to exist first."""
+        from agent.api.client import CometClient
+
+        s = self.settings
+        attachment, delivery = self.attachment, self._delivery
+        if attachment is None or delivery is None:
+            return
+        earlier = [k for k in self._unjoined() if k != attachment.experiment_key]
+        with CometClient.from_settings(s) as client:
+            for key in earlier:
+                if self._join_one(client, Attachment(key, None, owned=True, offline=False)):
+                    self._mark_joined(key)
+            joined = self._join_one(client, attachment)
+        if joined is None:
+            return
+        with self._join_lock:
+            if self._join_cancel.is_set():
+                return
+            self.attachment = joined
+            self._heartbeat.client = CometClient.from_settings(s)
+            self._heartbeat.key = joined.experiment_key
+            if self._began.is_set() and not self._stopping.is_set():
+                self._add_heartbeat()
+            delivery.start()
+            self._joined.set()
+        self._mark_joined(joined.experiment_key)
+        logger.info("experiment.joined", experiment_key=joined.experiment_key, link=joined.link)
+        if joined.link:
+            print(f"comet-agent: experiment {joined.link}", file=sys.stderr, flush=True)
+        if self._began.is_set():
+            self._write_status()
+
+    def _join_one(self, client: CometClient, attachment: Attachment) -> Attachment | None:
+        """`join` retried with back-off until it lands (None: refused, or stopped first)."""
+        from random import Random
+
+        from agent.backoff import Backoff
+
+        backoff = Backoff(wait_initial=0.5, wait_max=min(30.0, self.settings.backoff_max_s))
+        rand = Random()  # noqa: S311 - jitter, not secrets
+        attempt = 0
+        while not self._join_cancel.is_set():
+            try:
+                return join(self.settings, client, attachment)
+            except (ApiError, ConfigError) as exc:
+                # ConfigError: no workspace set and Comet names no default for the key.
+                if isinstance(exc, ConfigError) or not exc.retryable:
+                    # Never the training's problem: what is queued goes offline at stop.
+                    self.join_error = str(exc)
+                    self.join_config_error = isinstance(exc, ConfigError)
+                    if self._refusal_stops:
+                        self.stop_event.set()  # `start`: a daemon that cannot report says so
+                    logger.warning(
+                        "experiment.join_refused",
+                        error=str(exc),
+                        hint="the run is kept and written offline at its end; check the "
+                        "API key, workspace and COMET_URL_OVERRIDE",
+                    )
+                    return None
+                attempt += 1
+                wait_s = backoff.delay(attempt, exc.retry_after_s, rand)
+                if self._limiter.check("experiment.join_retry") is not None:
+                    logger.warning("experiment.join_retry", error=str(exc), wait_s=round(wait_s, 1))
+                if self._join_cancel.wait(wait_s):
+                    return None
+        return None
+
+    def _unjoined(self) -> list[str]:
+        """Keys queued for on this state directory whose experiment was never made to exist."""
+        import json
+
+        if self._delivery is None:
+            return []
+        try:
+            raw = self._delivery.outbox.get_state(UNJOINED_STATE)
+            keys = json.loads(raw) if raw else []
+        except (OutboxError, ValueError):
+            return []
+        return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+    def _note_unjoined(self, key: str) -> None:
+        self._store_unjoined([*(k for k in self._unjoined() if k != key), key])
+
+    def _mark_joined(self, key: str) -> None:
+        self._store_unjoined([k for k in self._unjoined() if k != key])
+
+    def _store_unjoined(self, keys: list[str]) -> None:
+        import json
+
+        if self._delivery is None:
+            return
+        try:
+            self._delivery.outbox.set_state(UNJOINED_STATE, json.dumps(keys[-UNJOINED_MAX:]))
+        except OutboxError as exc:  # the outbox is in trouble: its own reports say so
+            logger.debug("outbox.state_unwritable", error=str(exc))
+
     def _attach(self) -> Attachment:
         s = self.settings
         if s.offline:
@@ -166,6 +311,8 @@ class Agent:
             # command should not wait for that.
             self._offline_note = {"reason": s.offline_reason, "directory": str(s.offline_directory)}
             return offline_attachment(s)
+        if self._defer_attach:
+            return deferred_attachment(s)
         from agent.api.client import CometClient
 
         with CometClient.from_settings(s) as client:
@@ -201,16 +348,22 @@ class Agent:
                     error=getattr(exc, "strerror", None) or str(exc),
                     hint="sending goes on; set COMET_OFFLINE_DIRECTORY to a writable place",
                 )
-        from agent.api.client import CometClient
-        from agent.sinks.rest import RestSink
+        from agent.sinks.rest import LazyRestSink, RestSink
 
-        return RestSink(CometClient.from_settings(s))
+        def make() -> RestSink:
+            from agent.api.client import CometClient
+
+            return RestSink(CometClient.from_settings(s))
+
+        return LazyRestSink(make) if self._defer_attach else make()
 
     def _open_archive(self, directory: Path, key: str, *, given: bool = False) -> OfflineSink:
         from agent.sinks.offline import OfflineSink
 
         s = self.settings
-        given = given or bool(s.experiment_key)
+        # `run` and `start` hand their key to the command's SDK, which may write an archive of
+        # its own with it: ours joins that experiment on upload, in either order.
+        given = given or bool(s.experiment_key) or self._defer_attach
         archive = OfflineSink(
             directory,
             key,
@@ -272,14 +425,9 @@ class Agent:
                 # The first sample a second in: utilisation is measured since the samplers
                 # were primed, and a window of a few milliseconds reads as a meaningless 0 %.
                 self._scheduler.add(f"sample.{group}", job, interval_s, first_in_s=FIRST_SAMPLE_S)
-        if self._heartbeat.client is not None:
-            first_answer = self.attachment is not None and self.attachment.first_answer is not None
-            self._scheduler.add(
-                "heartbeat",
-                guarded("heartbeat", self._beat, self._limiter),
-                current.beat_s,
-                run_now=not first_answer,
-            )
+        with self._join_lock:
+            if self._heartbeat.client is not None:
+                self._add_heartbeat()
         archive = self._archive or self._copy
         if archive is not None:
             # Keeps experiment.json's stop_time current, so a crashed run's archive is whole.
@@ -296,6 +444,15 @@ class Agent:
             # From the scheduler's own threads: a wedged scheduler stops the pings and
             # systemd restarts the agent.
             self._scheduler.add("watchdog", _watchdog_ping, period)
+
+    def _add_heartbeat(self) -> None:
+        first_answer = self.attachment is not None and self.attachment.first_answer is not None
+        self._scheduler.add(
+            "heartbeat",
+            guarded("heartbeat", self._beat, self._limiter),
+            self._heartbeat.policy.current.beat_s,
+            run_now=not first_answer,
+        )
 
     def _beat(self) -> None:
         if self._heartbeat.beat():
@@ -380,16 +537,74 @@ class Agent:
                         throttled=self._delivery.throttled_ever,
                     )
                 )
-                drained = self._delivery.flush(max(0.0, deadline - time.monotonic()))
+                if self._joined.is_set() or self._wait_joined(deadline):
+                    drained = self._delivery.flush(max(0.0, deadline - time.monotonic()))
+                else:
+                    drained = self._divert_offline()
                 self._delivery.report_unwritten()
         finally:
             self._sampling.close()
             self._finish()
         return drained
 
+    def _archive_key(self) -> str:
+        return self.attachment.experiment_key if self.attachment is not None else "-"
+
+    def _wait_joined(self, deadline: float) -> bool:
+        """Give a join in flight a moment to land (at most 2 s of the stop budget)."""
+        thread = self._join_thread
+        if thread is not None:
+            thread.join(max(0.0, min(2.0, deadline - time.monotonic())))
+        return self._joined.is_set()
+
+    def _divert_offline(self) -> bool:
+        """Comet never made the experiment exist: write what is queued to an offline archive,
+        which ``comet-agent upload`` creates or joins later (same key)."""
+        if self._delivery is None or self.attachment is None:
+            return False
+        with self._join_lock:
+            self._join_cancel.set()  # a join landing now is ignored: the archive has the data
+        key = self.attachment.experiment_key
+        reason = self.join_error or "Comet did not answer before the end of the run"
+        try:
+            archive = self._open_archive(self.settings.offline_directory, key, given=True)
+        except (OSError, AgentError) as exc:
+            logger.warning(
+                "outbox.kept",
+                reason=reason,
+                error=getattr(exc, "strerror", None) or str(exc),
+                hint="the offline directory is not writable; the outbox keeps the run",
+            )
+            return False
+        outbox = self._delivery.outbox
+        moved = 0
+        while batch := outbox.lease(500):
+            done, foreign = [], []
+            for row in batch:
+                m = row.message
+                try:
+                    archive.send(m.endpoint, m.experiment_key, m.body, m.attachment)
+                    done.append(row.id)
+                except ApiError as exc:  # an adopted run's message: kept as a dead letter
+                    foreign.append(row.id)
+                    reason_row = str(exc)
+            outbox.ack(done)
+            if foreign:
+                outbox.reject(foreign, reason_row)
+            moved += len(done)
+        self._mark_joined(key)  # its messages are in the archive now: no one waits for it
+        logger.warning("agent.offline_fallback", reason=reason, messages=moved)
+        self._archive = archive
+        return True
+
     def _finish(self) -> None:
+        with self._join_lock:
+            self._join_cancel.set()  # a join still retrying has nothing left to start
         if self._delivery is not None:
             self._delivery.sink.close()  # an offline archive is zipped here
+        sink = self._delivery.sink if self._delivery is not None else None
+        if self._archive is not None and self._archive is not sink:
+            self._archive.close()  # the archive a run that never reached Comet went into
         if self._copy is not None:
             try:
                 self._copy.close()
@@ -398,7 +613,14 @@ class Agent:
         if self._archive is not None:
             from agent.archive import upload_hint
 
-            self._archive_hint = upload_hint(self._archive.path)
+            ours = self._archive.path
+            # An SDK in the command recorded the same key offline: one upload takes both.
+            theirs = sorted(
+                p
+                for p in ours.parent.glob(f"{self._archive_key()}*.zip")
+                if p != ours and p.is_file()
+            )
+            self._archive_hint = upload_hint(ours, *theirs)
             print(self._archive_hint, file=sys.stderr)  # the one line an offline run promises
         self._write_status(final=True)
         if self._delivery is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,11 +19,64 @@ class ChildExit:
     wall_s: float
     oom_killed: bool | None
     error: str | None = None
+    exception: str | None = None  # the last line of its last traceback, e.g. "ValueError: x"
 
     @property
     def crashed(self) -> bool:
         """Anything but a clean exit 0."""
         return self.exit_code != 0
+
+
+TAIL_BYTES = 64 * 1024
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+class StderrTail:
+    """The last `TAIL_BYTES` of the command's stderr: where its last traceback is."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self._limit = limit
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+
+    def feed(self, chunk: bytes) -> None:
+        """Keep `chunk`, forgetting what falls out of the window."""
+        with self._lock:
+            self._buf += chunk
+            if len(self._buf) > 2 * self._limit:
+                del self._buf[: len(self._buf) - self._limit]
+
+    def text(self) -> str:
+        """The window as text (undecodable bytes replaced)."""
+        with self._lock:
+            return bytes(self._buf[-self._limit :]).decode("utf-8", "replace")
+
+
+def exception_line(text: str) -> str | None:
+    """The exception line of the last Python traceback in `text` ("RuntimeError: boom"), or None.
+
+    After the traceback header come indented frame lines; the first line that is not indented
+    names the exception (its first line only, cut to 500 characters).
+    """
+    at = text.rfind(_TRACEBACK)
+    if at < 0:
+        return None
+    for line in text[at + len(_TRACEBACK) :].splitlines():
+        if line.strip() and not line[0].isspace():
+            return line.strip()[:500]
+    return None
+
+
+def crash_reason(child: ChildExit) -> str:
+    """What ended the command, as specific as known: the exception, then the exit or signal."""
+    how = f"killed by signal {child.signal}" if child.signal else f"exit code {child.exit_code}"
+    if child.oom_killed:
+        how += ", out of memory"
+    if child.error:
+        return child.error
+    if child.exception:
+        return f"{child.exception} ({how})"
+    return how
 
 
 def end_messages(
@@ -53,13 +107,7 @@ def end_messages(
             if value is not None:
                 out.append(msg("log-other", bodies.log_other(f"comet_agent.{name}", value, end_ms)))
         if child.crashed and leader:
-            reason = child.error or (
-                f"killed by signal {child.signal}"
-                if child.signal
-                else f"exit code {child.exit_code}"
-            )
-            if child.oom_killed:
-                reason += " (out of memory)"
+            reason = crash_reason(child)
             out.append(
                 msg("update-status", bodies.update_status(alive=False, error=reason, crashed=True))
             )

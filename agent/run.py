@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 OnOutput = Callable[[bytes, bool], None]
 _Handler = Callable[[int, FrameType | None], object] | int | None
 CHUNK_BYTES = 64 * 1024
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # The child must not talk to systemd as us (sd_notify, watchdog) nor take our sockets.
 SYSTEMD_VARIABLES = frozenset(
@@ -64,29 +66,69 @@ class ChildResult:
     oom_kills: int | None = None  # OOM kills in the cgroup during the run, any process
 
 
+# The SDK's own switches (comet_ml config/config_map.py, read by experiment.py
+# Experiment.__init__): what the agent already sends, the SDK is told to leave out. Values as
+# the SDK parses them (everett parse_bool; the output logger takes "" for none: the word "false"
+# is no logger name and falls back to "simple" capture, which would send every line twice).
+QUIET_SDK: Mapping[str, str] = {
+    "COMET_AUTO_LOG_OUTPUT_LOGGER": "",
+    "COMET_AUTO_LOG_ENV_DETAILS": "false",
+    "COMET_AUTO_LOG_ENV_HOST": "false",
+    "COMET_AUTO_LOG_ENV_CPU": "false",
+    "COMET_AUTO_LOG_ENV_GPU": "false",
+    "COMET_AUTO_LOG_ENV_NETWORK": "false",
+    "COMET_AUTO_LOG_ENV_DISK": "false",
+    "COMET_AUTO_LOG_GIT_METADATA": "false",
+    "COMET_AUTO_LOG_GIT_PATCH": "false",
+}
+
+
 def child_env(
-    base: Mapping[str, str], settings: Settings, experiment_key: str | None
+    base: Mapping[str, str],
+    settings: Settings,
+    experiment_key: str | None,
+    *,
+    offline: bool = False,
 ) -> dict[str, str]:
     """Return the command's environment: `base`, so a comet_ml SDK in it logs to our experiment.
 
-    Added or replaced: ``COMET_EXPERIMENT_KEY`` (when a key is given),
-    ``COMET_URL_OVERRIDE`` (always: the experiment lives on that server),
-    ``COMET_WORKSPACE`` and ``COMET_PROJECT_NAME`` (when set). Removed:
-    ``NOTIFY_SOCKET``, ``WATCHDOG_*`` and ``LISTEN_*``. The API key is never
-    added: ``COMET_API_KEY`` reaches the command only if it is already in `base`.
+    Added or replaced: ``COMET_EXPERIMENT_KEY`` (when a key is given); online,
+    ``COMET_URL_OVERRIDE`` (the experiment lives on that server), ``COMET_WORKSPACE`` and
+    ``COMET_PROJECT_NAME`` (when set); offline, ``COMET_START_ONLINE=false`` (so
+    ``comet_ml.start()`` records offline too) and ``COMET_OFFLINE_DIRECTORY`` (next to our
+    archive). With ``[agent] quiet_sdk`` the SDK switches in ``QUIET_SDK`` that `base` does
+    not set already. With a key, ``agent/sdk_hook`` goes first on ``PYTHONPATH`` and
+    ``COMET_AGENT_SDK_KEY`` names the key, so every SDK entry point joins the experiment.
+    Removed: ``NOTIFY_SOCKET``, ``WATCHDOG_*`` and ``LISTEN_*``. The API key is never added:
+    ``COMET_API_KEY`` reaches the command only if it is already in `base`.
     """
     from agent.config import option
 
     env = {k: v for k, v in base.items() if k not in SYSTEMD_VARIABLES}
-    passed = {
-        "experiment_key": experiment_key,
-        "url_override": settings.url_override,
-        "workspace": settings.workspace,
-        "project_name": settings.project_name,
-    }
+    passed: dict[str, object] = {"experiment_key": experiment_key}
+    if offline:
+        passed["offline_directory"] = str(settings.offline_directory)
+        env.setdefault("COMET_START_ONLINE", "false")
+    else:
+        passed.update(
+            url_override=settings.url_override,
+            workspace=settings.workspace,
+            project_name=settings.project_name,
+        )
     for field, value in passed.items():
         if value:
-            env[option(field).env_name] = value
+            env[option(field).env_name] = str(value)
+    if settings.quiet_sdk:
+        for name, value in QUIET_SDK.items():
+            env.setdefault(name, value)  # a switch the user set is theirs
+    if experiment_key:
+        # agent/sdk_hook: an SDK in the command gets-or-creates this key instead of being
+        # refused because the agent made the experiment first.
+        hook = str(Path(__file__).with_name("sdk_hook"))
+        env["COMET_AGENT_SDK_KEY"] = experiment_key
+        if offline:
+            env["COMET_AGENT_SDK_OFFLINE"] = "1"  # Experiment() records offline too
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (hook, env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -181,6 +223,7 @@ def _spawn(
             env=dict(env),
             start_new_session=True,  # own group for forwarding; no terminal job control (SIGTTIN)
             close_fds=True,
+            preexec_fn=_die_with(os.getpid()),  # prctl and getppid only: fork-safe
         )
     except OSError:
         for fd in ours:
@@ -192,6 +235,24 @@ def _spawn(
     if use_pty:
         return proc, [(ours[0], out, False)]
     return proc, [(ours[0], out, False), (ours[1], err, True)]
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """In the child before exec: SIGKILL it when the wrapper dies (``kill -9`` included), so a
+    command never runs on unwatched under PID 1 (Linux ``prctl(PR_SET_PDEATHSIG)``)."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal to ask for
+        return lambda: None
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the wrapper died between fork and prctl
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
 
 
 def _widen(fd: int) -> None:

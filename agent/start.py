@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 from types import FrameType
 
 from agent import log
@@ -40,7 +41,16 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     settings = sidecar.resolve_key(
         settings, args.experiment_key_file, leader=is_leader(identity, settings.role)
     )
-    agent = Agent(settings, pid=args.watch_pid, command=command_of(args.watch_pid))
+    # The key is chosen here (or given) and samples are taken from the start; the experiment
+    # is made or joined when Comet answers (an outage at start-up loses nothing, restarts
+    # nothing), and a follower's or sidecar's key published early is safe to use at once.
+    agent = Agent(
+        settings,
+        pid=args.watch_pid,
+        command=command_of(args.watch_pid),
+        defer_attach=not settings.offline,
+        refusal_stops=True,
+    )
     install_signals(agent)
     attachment = agent.start()
     if args.experiment_key_file:
@@ -53,4 +63,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         logger.info("agent.stop_requested", reason=reason)
     finally:
         agent.stop()
+    if agent.join_error:
+        print(f"comet-agent: {agent.join_error}", file=sys.stderr, flush=True)
+        return 2 if agent.join_config_error else 1
     return 0

@@ -1,12 +1,15 @@
 """``comet-agent run -- COMMAND``: attach, run the command under watch, report how it ended.
 
-Order matters: the experiment is attached before the command starts (so
-``COMET_EXPERIMENT_KEY`` can be passed down to a comet_ml SDK inside it), the
-static facts and samplers follow the command's pid in a thread of their own
-(so collecting package lists never delays the command's first output), and
-after the command ends the agent takes a last sample, records the exit, and
-flushes within ``[agent] stop_timeout_s``. Comet being unreachable does not
-keep the command from starting: the run is recorded offline instead.
+Nothing waits for Comet: the agent chooses the experiment key (or takes the one
+given), starts the command at once with ``COMET_EXPERIMENT_KEY`` set so a
+comet_ml SDK inside it reports into the same experiment, and makes the
+experiment exist in a thread of its own through the SDK's get-or-create
+handshake (whoever comes first creates it, the other joins). Until Comet has
+answered, messages wait in the outbox; a run that ends before it ever answers
+is written to an offline archive with the same key. The static facts and
+samplers follow the command's pid in a thread of their own, and after the
+command ends the agent takes a last sample, records the exit (with the
+exception line of its last traceback), and flushes within ``[agent] stop_timeout_s``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from agent import log
 from agent.collect.base import Roots
 from agent.config import Settings
 from agent.daemon import Agent, ChildExit
+from agent.ending import StderrTail, exception_line
 from agent.errors import UsageError
 from agent.hardening import disable_core_dumps
 from agent.output import OutputStream
@@ -51,11 +55,10 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     from agent.multinode import identify, is_leader
 
     settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
-    agent = Agent(settings, command=argv, fallback_offline=True, private_state=True)
-    attachment = agent.open()
-    where = f" {attachment.link}" if attachment.link else ""
+    agent = Agent(settings, command=argv, private_state=True, defer_attach=True)
+    attachment = agent.open(join_now=False)  # the join starts once the command runs
     mode = "recording offline" if attachment.offline else "experiment"
-    print(f"comet-agent: {mode} {attachment.experiment_key}{where}", file=sys.stderr, flush=True)
+    print(f"comet-agent: {mode} {attachment.experiment_key}", file=sys.stderr, flush=True)
     stream = None
     if agent.settings.capture_output:
         s = agent.settings
@@ -71,14 +74,22 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     begins: list[threading.Thread] = []
 
     def on_start(pid: int) -> None:
+        agent.start_join()
         begin = threading.Thread(target=_begin, args=(agent, pid), name="agent-begin", daemon=True)
         begins.append(begin)
         begin.start()
 
-    on_output = (lambda chunk, is_err: stream.feed(chunk, stderr=is_err)) if stream else None
+    tail = StderrTail()
+
+    def on_output(chunk: bytes, is_err: bool) -> None:
+        if is_err:
+            tail.feed(chunk)
+        if stream is not None:
+            stream.feed(chunk, stderr=is_err)
+
     result = run_child(
         argv,
-        env=child_env(env, agent.settings, attachment.experiment_key),
+        env=child_env(env, agent.settings, attachment.experiment_key, offline=attachment.offline),
         use_pty=bool(args.pty),
         on_output=on_output,
         on_start=on_start,
@@ -89,7 +100,12 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     for begin in begins:
         begin.join(BEGIN_JOIN_S)
     child = ChildExit(
-        result.exit_code, result.signal, result.wall_s, result.oom_killed, result.error
+        result.exit_code,
+        result.signal,
+        result.wall_s,
+        result.oom_killed,
+        result.error,
+        exception=exception_line(tail.text()) if result.exit_code else None,
     )
     logger.info(
         "run.exited",

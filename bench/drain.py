@@ -118,7 +118,10 @@ def measure(messages: int = 100_000, typed_every: int = 10, single_puts: int = 1
             for msg in backlog_[:single_puts]:
                 box.put(msg)
             single_s = time.perf_counter() - started
-        with CometStandIn(api_key=None) as server, Outbox(Path(tmp) / "bulk.db") as box:
+        with (
+            CometStandIn(api_key=None, known_keys=[KEY]) as server,
+            Outbox(Path(tmp) / "bulk.db") as box,
+        ):
             # The stand-in writes headers and body in two send()s: with Nagle on, the client's
             # delayed ACK adds ~40 ms to every answer, which a real server does not.
             server._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import structlog
 
 from tests.agent_process import reap
 from tests.fakes.comet_server import CometStandIn
-from tests.helpers import CANARY_KEY, clean_env
+from tests.helpers import CANARY_KEY, TEST_KEYS, clean_env
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def _reap_agents() -> Iterator[None]:
 @pytest.fixture(name="server")
 def _server() -> Iterator[CometStandIn]:
     """A stand-in that accepts only the canary key; every test ends with no SPEC breach."""
-    with CometStandIn(api_key=CANARY_KEY) as server:
+    with CometStandIn(api_key=CANARY_KEY, known_keys=TEST_KEYS) as server:
         yield server
     assert server.violations == [], server.violations
 

@@ -14,6 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 # A distinctive API key: tests assert it never shows up anywhere but the Authorization header.
 CANARY_KEY = "CANARYk3yZ9q7Xw2Lm4Pv8Rt6Yu1"
+# Experiment keys tests pass by hand: the stand-in fixture knows them as existing experiments.
+TEST_KEYS = (
+    "0123456789abcdef0123456789abcdef",
+    "ffde77396b55408887078ab27afb14fe",
+    *(c * 32 for c in "aefkp"),
+    *(c * 40 for c in "9ab"),
+)
 
 
 def wait_until(

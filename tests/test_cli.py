@@ -118,16 +118,17 @@ def test_no_workspace_uses_the_api_keys_default(server: CometStandIn, tmp_path: 
     result = run_agent(["run", "--", "true"], env, timeout_s=120)
     assert result.returncode == 0, result.stderr
     assert server.count("account-details") == 1
-    created = [r.body for r in server.received("create-experiment")]
+    created = [r.body for r in server.received("add-run")]
     assert created and all(
-        isinstance(b, dict) and b["workspaceName"] == "stand-in-default" for b in created
+        isinstance(b, dict) and b["teamName"] == "stand-in-default" for b in created
     )
 
 
 def test_no_workspace_and_no_default_is_one_line_exit_2(
     server: CometStandIn, tmp_path: Path
 ) -> None:
-    """If Comet names no default workspace, `start` says how to set one: one line, exit 2."""
+    """If Comet names no default workspace, `start` says how to set one (its last line), keeps
+    what it sampled offline, and exits 2."""
     server.default_workspace = None
     env = clean_env(
         tmp_path / "home",
@@ -139,9 +140,10 @@ def test_no_workspace_and_no_default_is_one_line_exit_2(
     )
     result = run_agent(["start"], env, timeout_s=60)
     assert result.returncode == 2, result.stderr
-    assert "creating an experiment needs a workspace" in result.stderr
-    assert "COMET_WORKSPACE" in result.stderr
-    assert server.count("create-experiment") == 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "creating an experiment needs a workspace" in last and "COMET_WORKSPACE" in last
+    assert "offline archive written to" in result.stderr
+    assert server.count("add-run") == 0
 
 
 def test_top_draws_one_screen_on_a_terminal(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def test_bad_toml_names_key_and_file(tmp_path: Path, toml: str, needle: str) -> 
     ("env", "needle"),
     [
         ({"COMET_SYSTEM_CPU_INTERVAL": "abc"}, "environment COMET_SYSTEM_CPU_INTERVAL"),
-        ({"COMET_AUTO_LOG_ENV_GPU": "maybe"}, "must be true or false"),
+        ({"COMET_AGENT_SAMPLE_GPU": "maybe"}, "must be true or false"),
         ({"COMET_OFFLINE": "2"}, "must be true or false"),
         ({"COMET_API_KEY": "two words"}, "contains spaces"),
         (

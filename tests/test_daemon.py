@@ -38,8 +38,8 @@ def _agent_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         "COMET_AGENT_LOG_LEVEL": "debug",
         "COMET_AGENT_BACKOFF_MAX_S": "1",
         "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
-        "COMET_AUTO_LOG_GIT_METADATA": "false",
-        "COMET_AUTO_LOG_GIT_PATCH": "false",
+        "COMET_AGENT_GIT_METADATA": "false",
+        "COMET_AGENT_GIT_PATCH": "false",
     }
 
 

@@ -53,7 +53,7 @@ def test_two_ranks_one_experiment(
     )
     assert leader.stop() == 0
     assert follower.stop() == 0
-    assert server.count("create-experiment") == 1
+    assert server.created() == [key]
     assert {r.experiment_key for r in server.requests if r.experiment_key} == {key}
     contexts = {i["context"] for i in server.metric_items()}
     assert contexts == {"node0-rank0", "node1-rank1"}

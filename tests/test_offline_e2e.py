@@ -65,7 +65,7 @@ def test_offline_then_upload_matches_an_online_run(
 ) -> None:
     """The same command online, and offline then uploaded: the same endpoints and fields, the
     same output lines and offsets, the same metric names and host facts (timestamps aside)."""
-    common = {"COMET_SYSTEM_CPU_INTERVAL": "1", "COMET_AUTO_LOG_GIT_PATCH": "false"}
+    common = {"COMET_SYSTEM_CPU_INTERVAL": "1", "COMET_AGENT_GIT_PATCH": "false"}
     online_env = {**env, **common, "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "s1")}
     assert (
         run_agent(["run", "--", sys.executable, "-c", SCRIPT], online_env, cwd=tmp_path).returncode
@@ -117,7 +117,7 @@ def test_kill_9_offline_then_upload_sends_every_sample(
             "COMET_SYSTEM_CPU_INTERVAL": "1",
             "COMET_AGENT_LOG_LEVEL": "debug",
             "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
-            "COMET_AUTO_LOG_GIT_PATCH": "false",
+            "COMET_AGENT_GIT_PATCH": "false",
         },
     )
     agent = AgentProcess(["start"], env)

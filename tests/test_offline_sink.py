@@ -90,7 +90,8 @@ def test_metric_items_become_metric_lines_with_their_own_timestamps(archive: Pat
 
 
 def test_system_details_fill_every_required_key_and_keep_the_body(archive: Path) -> None:
-    """system_details has all 14 keys (ip filled with null); the body itself stays for replay."""
+    """system_details has all 14 keys (ip filled with "", a string as the SDK's schema wants: its
+    uploader rejects null); the body itself stays for replay."""
     line = by_id(archive)[2]
     assert line == {
         "type": "system_details",
@@ -98,7 +99,7 @@ def test_system_details_fill_every_required_key_and_keep_the_body(archive: Path)
             "command": ["python", "train.py"],
             "env": None,
             "hostname": "gpu-node-01",
-            "ip": None,
+            "ip": "",
             "machine": "x86_64",
             "message_id": 2,
             "os": "Linux-6.1.0-x86_64-with-glibc2.36",

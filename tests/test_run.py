@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+import agent.run
 from agent.api.client import CometClient
 from agent.config import Settings
 from agent.errors import UsageError
 from agent.message import Message
 from agent.output import OutputStream
-from agent.run import ChildResult, child_env, run_child
+from agent.run import QUIET_SDK, ChildResult, child_env, run_child
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, ROOT, clean_env, wait_until
 
@@ -61,6 +62,7 @@ while count < 2 and time.monotonic() < deadline:
 sys.exit(0 if count == 2 else 1)
 """
 # Reports its COMET_* environment and every readable command line on the machine.
+SDK_HOOK = str(Path(agent.run.__file__).with_name("sdk_hook"))
 REPORT_ENV = """
 import json, os, pathlib, sys
 lines = {}
@@ -242,9 +244,34 @@ def test_child_env_passes_the_experiment_not_the_key() -> None:
         "COMET_URL_OVERRIDE": "http://127.0.0.1:9/",
         "COMET_WORKSPACE": "ws",
         "COMET_PROJECT_NAME": "proj",
+        **QUIET_SDK,
+        "COMET_AGENT_SDK_KEY": KEY,
+        "PYTHONPATH": SDK_HOOK,
     }
-    inherited = child_env({"COMET_API_KEY": CANARY_KEY}, Settings(), None)
+    inherited = child_env({"COMET_API_KEY": CANARY_KEY}, Settings(quiet_sdk=False), None)
     assert inherited == {"COMET_API_KEY": CANARY_KEY, "COMET_URL_OVERRIDE": Settings().url_override}
+
+
+def test_child_env_tells_the_sdk_what_the_agent_sends_unless_the_user_said() -> None:
+    """The SDK's own switches, with the values it parses; a switch the user set stays theirs."""
+    user = {"COMET_AUTO_LOG_ENV_GPU": "true", "PYTHONPATH": "/mine"}
+    env = child_env(user, Settings(), KEY)
+    assert env["COMET_AUTO_LOG_OUTPUT_LOGGER"] == ""  # "false" would mean simple capture
+    assert env["COMET_AUTO_LOG_ENV_GPU"] == "true"
+    assert env["COMET_AUTO_LOG_GIT_PATCH"] == "false"
+    assert env["PYTHONPATH"] == f"{SDK_HOOK}:/mine"
+    assert not set(QUIET_SDK) & set(child_env({}, Settings(quiet_sdk=False), KEY))
+
+
+def test_offline_child_env_keeps_the_sdk_offline(tmp_path: Path) -> None:
+    """Offline: no server address, start() offline, archives next to the agent's."""
+    settings = Settings(offline=True, offline_directory=tmp_path)
+    env = child_env({}, settings, KEY, offline=True)
+    assert "COMET_URL_OVERRIDE" not in env
+    assert env["COMET_START_ONLINE"] == "false"
+    assert env["COMET_OFFLINE_DIRECTORY"] == str(tmp_path)
+    assert env["COMET_EXPERIMENT_KEY"] == KEY
+    assert env["COMET_AGENT_SDK_OFFLINE"] == "1"  # the hook makes Experiment() offline
 
 
 def test_child_sees_the_experiment_and_no_process_shows_the_key(tmp_path: Path) -> None:
@@ -276,6 +303,8 @@ def test_child_sees_the_experiment_and_no_process_shows_the_key(tmp_path: Path) 
         "COMET_EXPERIMENT_KEY": KEY,
         "COMET_URL_OVERRIDE": "http://127.0.0.1:9/",
         "COMET_PROJECT_NAME": "proj",
+        "COMET_AGENT_SDK_KEY": KEY,
+        **QUIET_SDK,
     }
     assert len(seen["cmdlines"]) >= 3  # at least pytest, the wrapper and the command
     assert all(CANARY_KEY not in line for line in seen["cmdlines"].values())

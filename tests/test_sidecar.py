@@ -24,8 +24,8 @@ def _side_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     out = {
         **env,
         "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
-        "COMET_AUTO_LOG_GIT_METADATA": "false",
-        "COMET_AUTO_LOG_GIT_PATCH": "false",
+        "COMET_AGENT_GIT_METADATA": "false",
+        "COMET_AGENT_GIT_PATCH": "false",
         "COMET_AGENT_KEY_FILE_TIMEOUT_S": "20",
     }
     out.pop("COMET_WORKSPACE")
@@ -73,7 +73,7 @@ def test_creator_writes_the_key_and_exits_with_the_main_process(
         {
             **env,
             "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
-            "COMET_AUTO_LOG_GIT_PATCH": "false",
+            "COMET_AGENT_GIT_PATCH": "false",
         },
     )
     agent.wait_for("agent.ready")

@@ -61,11 +61,11 @@ def test_offline_run_spawns_before_logging_sampling_or_http_load(
 
 
 @pytest.mark.slow
-def test_online_run_spawns_after_attaching_but_before_sampling_loads(
+def test_online_run_spawns_before_attaching_and_sampling_load(
     env: dict[str, str], server: CometStandIn, tmp_path: Path
 ) -> None:
-    """Online: the experiment is created first (requests), the rest loads after the spawn."""
+    """Online: the command starts at once; the experiment is made (requests) beside it."""
     env = {**env, "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state")}
     result = _probe(["run", "--", sys.executable, "-c", "pass"], env, (*LATE, "requests"))
-    assert result == {"code": 0, "loaded_at_spawn": ["requests"]}
-    assert len(server.received("create-experiment")) == 1
+    assert result == {"code": 0, "loaded_at_spawn": []}  # nothing of Comet's before the spawn
+    assert len(server.created()) == 1

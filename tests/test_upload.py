@@ -367,6 +367,7 @@ def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Pa
     messages = [m for m in typical_messages(samples=2) if m[0] != "upload-git-patch"]
     archive = write_archive(tmp_path / "offline", messages).path
     server.sdk_quirks = True  # its uploader stamps output lines with monotonic ms (SPEC §1.5)
+    server.experiments.clear()  # the archive's experiment does not exist yet: `create` works
     env = clean_env(
         tmp_path / "home", {"COMET_API_KEY": CANARY_KEY, "COMET_URL_OVERRIDE": server.url}
     )

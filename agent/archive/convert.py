@@ -36,7 +36,9 @@ _DETAILS = {
     "user": "user",
 }
 # Every key of a system_details line is required; what the body lacks is filled with these.
-_FILL: Mapping[str, object] = {"command": [], "env": None, "ip": None, "pid": 0}
+# `ip` is a string in the SDK's schema (offline-system-details-msg, default ""): its uploader
+# rejects null, so an unknown address is written as "".
+_FILL: Mapping[str, object] = {"command": [], "env": None, "ip": "", "pid": 0}
 _GPU_KEYS = {"gpuIndex": "gpu_index", "totalMemory": "total_memory", "powerLimit": "power_limit"}
 PATCH_FILE = "git-patch-{id}.zip"
 
@@ -93,6 +95,8 @@ def _system_details(body: Mapping[str, object], out: Conversion) -> None:
         details = {
             snake: body.get(camel, _FILL.get(snake, "")) for camel, snake in _DETAILS.items()
         }
+        if details["ip"] is None:
+            details["ip"] = ""
         out.lines.append(("system_details", details))
     for camel, kind in (("installedPackages", "installed_packages"), ("osPackages", "os_packages")):
         if camel in body:

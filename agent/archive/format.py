@@ -98,12 +98,14 @@ def archive_name(offline_id: str, resume_strategy: str, suffix: str | None = Non
     return f"{offline_id}-{suffix}.zip"
 
 
-def upload_hint(path: Path) -> str:
-    """Return the one line the daemon prints on exit: where the archive is, how to upload it."""
+def upload_hint(path: Path, *others: Path) -> str:
+    """Return the one line the daemon prints on exit: where the archive is, how to upload it
+    (with `others`: the archives an SDK in the command wrote for the same experiment)."""
     quoted = shlex.quote(str(path))
+    every = " ".join(shlex.quote(str(p)) for p in (*others, path))
     return (
         f"comet-agent: offline archive written to {quoted}; "
-        f"upload it with: comet-agent upload {quoted}"
+        f"upload it with: comet-agent upload {every}"
     )
 
 

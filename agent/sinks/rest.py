@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from agent.api.client import CometClient
+if TYPE_CHECKING:
+    from agent.api.client import CometClient
 
 
 class RestSink:
@@ -26,3 +28,28 @@ class RestSink:
     def close(self) -> None:
         """Close the client's pooled connections."""
         self._client.close()
+
+
+class LazyRestSink:
+    """A RestSink made at its first send: `run` spawns the command before requests loads."""
+
+    def __init__(self, make: Callable[[], RestSink]) -> None:
+        self._make = make
+        self._sink: RestSink | None = None
+
+    def send(
+        self,
+        endpoint: str,
+        experiment_key: str,
+        body: Mapping[str, object],
+        attachment: bytes | None,
+    ) -> object:
+        """Send through the RestSink, made now if this is the first send."""
+        if self._sink is None:
+            self._sink = self._make()
+        return self._sink.send(endpoint, experiment_key, body, attachment)
+
+    def close(self) -> None:
+        """Close the RestSink, if one was made."""
+        if self._sink is not None:
+            self._sink.close()

@@ -571,7 +571,10 @@ ROUTES: tuple[Route, ...] = (
         CL + "logger/get/run",
         key="body",
         api_key_in_body=True,
-        required={"local_timestamp": is_ms, "offline": is_bool, "libVersion": is_str},
+        # The SDK's ExistingExperiment names the key `previousExperiment` and sends no
+        # `offline` [src connection/connection_api.py get_run]; the agent's uploader sends both.
+        required={"local_timestamp": is_ms, "libVersion": is_str},
+        optional={"offline": is_bool, "previousExperiment": is_str},
     ),
     Route(
         "status-report",

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -44,6 +44,14 @@ from tests.fakes.comet_routes import (
 )
 
 JSON_CT = "application/json;charset=utf-8"
+# Paths the real comet_ml SDK calls that the agent never does (answered only with sdk_quirks).
+SDK_ONLY_PATHS: dict[str, object] = {
+    "/clientlib/asset/3d-limits": {},
+    "/clientlib/asset/upload": {"msg": "Saved"},
+    "/clientlib/notification/experiment": {"msg": "Saved"},
+    "/clientlib/rpc/get-pending-rpc": {"remoteProcedureCalls": []},
+    "/api/rest/v2/experiment/tags": {"tags": []},
+}
 MODES = ("status", "html", "truncated", "cut", "drop", "slow", "garbage-json")
 
 
@@ -92,6 +100,7 @@ class CometStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         log: Callable[[str], None] | None = None,
+        known_keys: Iterable[str] = (),
     ) -> None:
         self.api_key = api_key  # None: accept any non-empty key
         self.sdk_quirks = False  # accept what SPEC.md records the real SDK sending (§1.5)
@@ -103,7 +112,9 @@ class CometStandIn:
             "gpuMonitorIntervalMillis": 60_000,
             "cpuMonitorIntervalMillis": 68_000,
         }
-        self.experiments: dict[str, dict[str, object]] = {}
+        # The server's registry of experiments: a key exists once create-experiment or
+        # logger/add/run made it. Tests that pass a key of their own register it first.
+        self.experiments: dict[str, dict[str, object]] = {k: {} for k in known_keys}
         self.date_offset_s = 0.0  # added to the Date header of every answer (a skewed clock)
         self._faults: dict[str | None, deque[Fault]] = {}
         self._outage: Fault | None = None
@@ -190,6 +201,21 @@ class CometStandIn:
             self._outage_routes = None
             self._faults.clear()
 
+    def register(self, *keys: str) -> None:
+        """Make experiments exist, as if created elsewhere (a key a test passes by hand)."""
+        with self._lock:
+            for key in keys:
+                self.experiments.setdefault(key, {})
+
+    def created(self) -> list[str]:
+        """Distinct keys that requests made exist or joined (create-experiment, add-run)."""
+        keys = [
+            r.experiment_key or ""
+            for r in self.received()
+            if r.route in ("create-experiment", "add-run") and r.experiment_key
+        ]
+        return list(dict.fromkeys(keys))
+
     def answer_keepalive(self, *answers: dict[str, object]) -> None:
         """Queue keep-alive answers; the last one repeats."""
         with self._lock:
@@ -266,12 +292,34 @@ class CometStandIn:
             flag = f" PROBLEMS {rec.problems}" if rec.problems else ""
             self._log(f"{rec.status} {rec.method} {rec.path} ({rec.route}){flag}")
 
+    def _refusal(self, route: Route, rec: Recorded) -> dict[str, object] | None:
+        """The server's experiment semantics: what it refuses for the key named, else None."""
+        key = rec.experiment_key
+        if key is None:
+            return None
+        with self._lock:
+            known = key in self.experiments
+        body = rec.body if isinstance(rec.body, dict) else {}
+        if route.name == "add-run":
+            if known and body.get("getOrCreateEnabled") is not True:
+                return {"msg": "Experiment already exists", "sdk_error_code": 90999}
+            return None
+        if known:
+            return None
+        if route.name == "get-run":
+            return {"msg": f"Experiment {key} not found", "sdk_error_code": 90210}
+        # Anything sent for an experiment before it exists: the sender's fault, so a breach.
+        rec.problems.append(f"{route.name}: experiment {key} does not exist (yet)")
+        return {"msg": f"Experiment {key} not found", "sdk_error_code": 90210}
+
     def _answer(self, route: Route, rec: Recorded) -> dict[str, object]:
         key = rec.experiment_key or ""
         if route.name == "create-experiment":
             assert isinstance(rec.body, dict)
             new_key = uuid.uuid4().hex
-            self.experiments[new_key] = dict(rec.body)
+            with self._lock:
+                self.experiments[new_key] = dict(rec.body)
+            rec.experiment_key = new_key
             return {
                 "experimentKey": new_key,
                 "link": f"http://127.0.0.1:{self.port}/ws/p/{new_key}",
@@ -287,8 +335,10 @@ class CometStandIn:
                 )
             return dict(answer)
         if route.name in ("add-run", "get-run"):
-            self.experiments.setdefault(key, {})
+            with self._lock:
+                self.experiments.setdefault(key, {})
             return {
+                "experimentKey": key,  # the client chose it: echoed back
                 "runId": uuid.uuid4().hex,
                 "project_id": "p" * 32,
                 "focusUrl": f"http://127.0.0.1:{self.port}/ws/p/",
@@ -397,6 +447,11 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
                 raw,
                 time.time(),
             )
+            if route is None and server.sdk_quirks and split.path in SDK_ONLY_PATHS:
+                # What the real SDK also calls (assets, limits, notifications): taken, unchecked.
+                rec.route = split.path.rsplit("/", 2)[-2] + "/" + split.path.rsplit("/", 1)[-1]
+                self._record_and_send(rec, 200, SDK_ONLY_PATHS[split.path])
+                return
             if route is None:
                 rec.status = 404
                 rec.problems.append(f"unknown path {method} {split.path}")
@@ -420,6 +475,10 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             if rec.problems:
                 rec.status = 400
                 self._record_and_send(rec, 400, {"msg": "stand-in: " + "; ".join(rec.problems)})
+                return
+            refusal = server._refusal(route, rec)
+            if refusal is not None:
+                self._record_and_send(rec, 400, refusal)
                 return
             self._record_and_send(rec, 200, server._answer(route, rec))
 
@@ -467,7 +526,7 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             # Where the key travels (SPEC §1.4).
             key: object = None
             if route.key == "body":
-                key = fields.get("experimentKey")
+                key = fields.get("experimentKey", fields.get("previousExperiment"))
             elif route.key == "query":
                 key = query.get("experimentKey")
             elif route.key == "path":

@@ -22,8 +22,8 @@ def _agent_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         "COMET_TIMEOUT_HTTP": str(HTTP_TIMEOUT_S),
         "COMET_AGENT_BACKOFF_MAX_S": "1",
         "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),
-        "COMET_AUTO_LOG_GIT_METADATA": "false",
-        "COMET_AUTO_LOG_GIT_PATCH": "false",
+        "COMET_AGENT_GIT_METADATA": "false",
+        "COMET_AGENT_GIT_PATCH": "false",
         "PYTHONFAULTHANDLER": "1",  # a hang is reported with every thread's stack
     }
 
