@@ -73,6 +73,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--state-dir", dest="state_directory", metavar="DIR", help="outbox and state directory"
     )
     group.add_argument(
+        "--host-root",
+        metavar="DIR",
+        help="the host's / mounted at DIR: sample the node, not this container",
+    )
+    group.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         help="log level (default from config: info)",

@@ -9,7 +9,7 @@ import sys
 import threading
 
 from agent import human
-from agent.collect.base import Sample, Sampler
+from agent.collect.base import Roots, Sample, Sampler
 from agent.config import Settings
 from agent.errors import CollectorError
 from agent.facts import gather
@@ -28,6 +28,7 @@ def sysinfo(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         command=sys.argv,
         pid=os.getpid(),
+        roots=Roots.host(settings.host_root),
         gpu_static_info=gpu.static_info if gpu else None,
         gpu_additional=gpu.additional if gpu else (),
     )
@@ -75,7 +76,9 @@ def sample(args: argparse.Namespace, settings: Settings) -> int:
     from agent.collect import gpu as gpu_module
     from agent.collect.system import system_samplers
 
-    samplers: list[Sampler] = list(system_samplers(settings, pid=os.getpid()))
+    roots = Roots.host(settings.host_root)
+    pid = None if settings.host_root else os.getpid()  # the node as a whole, or this process
+    samplers: list[Sampler] = list(system_samplers(settings, roots=roots, pid=pid))
     gpu_reason: list[str] = []
     gpu = gpu_module.gpu_sampler(settings, on_unavailable=gpu_reason.append)
     if gpu is not None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from agent import dirs
 from agent.errors import ConfigError
 
 DEFAULT_URL = "https://www.comet.com/clientlib/"
@@ -150,6 +151,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("sampling", "process", bool, True, "sample the watched process tree",
            attr="sample_process"),
     Option("sampling", "disk_path", Path, Path("/"), "file system whose usage is reported"),
+    Option("sampling", "host_root", Path, None,
+           "the host's / mounted here (a DaemonSet's hostPath): sample the node's /proc, /sys "
+           "and disk, as node_exporter's --path.rootfs", shown_default="unset: this machine"),
     Option("sampling", "cloud_probe", bool, False,
            "ask the cloud metadata service for the instance type (1 s budget)"),
     Option("sampling", "nvml_timeout_s", float, 2.0,
@@ -254,6 +258,7 @@ class Settings:
     per_core: bool = False
     sample_process: bool = True
     disk_path: Path = Path("/")
+    host_root: Path | None = None
     cloud_probe: bool = False
     nvml_timeout_s: float = 2.0
     sys_metrics: bool = True
@@ -523,15 +528,22 @@ def _finish(merge: _Merge, env: Mapping[str, str], home: Path) -> Settings:
     values[("comet", "url_override")] = url if url.endswith("/") else url + "/"
 
     state_dir = values[("agent", "state_directory")]
+    systemd_state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state_dir is None:
-        systemd_state = env.get("STATE_DIRECTORY", "").split(":")[0]
         xdg_state = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
         values[("agent", "state_directory")] = (
             Path(systemd_state) if systemd_state else xdg_state / "comet-agent"
         )
     if values[("comet", "offline_directory")] is None:
-        xdg_data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
-        values[("comet", "offline_directory")] = xdg_data / "comet-agent"
+        if systemd_state:
+            # Under systemd the home is read-only (ProtectHome, ProtectSystem=strict): offline
+            # archives go where the unit may write.
+            values[("comet", "offline_directory")] = Path(systemd_state) / "offline"
+        else:
+            xdg_data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+            values[("comet", "offline_directory")] = xdg_data / "comet-agent"
+    for where in (("agent", "state_directory"), ("comet", "offline_directory")):
+        values[where] = dirs.effective(cast(Path, values[where]))
 
     kwargs: dict[str, object] = {opt.field: values[(opt.section, opt.key)] for opt in OPTIONS}
     kwargs["offline"] = bool(kwargs["offline"]) or not merge.key
@@ -633,6 +645,13 @@ def _read_key_file(path: Path, source: str) -> str:
     except FileNotFoundError:
         raise ConfigError(
             f"API key file {shown} ({source}) does not exist; create it or fix the path"
+        ) from None
+    except PermissionError as exc:
+        uid, gids = os.geteuid(), sorted({os.getegid(), *os.getgroups()})
+        raise ConfigError(
+            f"API key file {shown} ({source}) cannot be read: {exc.strerror}; make it readable "
+            f"by uid {uid} or one of its groups {gids} (Kubernetes: securityContext.fsGroup "
+            "with the secret's defaultMode 0440; systemd: LoadCredential=)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"

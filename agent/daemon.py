@@ -76,7 +76,7 @@ class Agent:
         self._command = list(command) if command else list(sys.argv)
         self._pid = pid
         self._python = python
-        self._roots = roots or Roots()
+        self._roots = roots or Roots.host(settings.host_root)
         self._environ = dict(os.environ if environ is None else environ)
         self._fallback_offline = fallback_offline
         self._private_state = private_state

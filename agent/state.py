@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from agent.dirs import make_private, open_nofollow
 from agent.errors import AgentError
 
 LOCK_NAME = "agent.lock"
@@ -58,7 +59,7 @@ class StateDir:
     def write_status(self, data: Mapping[str, object]) -> None:
         """Replace the status snapshot atomically (0600)."""
         tmp = self.path / f".{STATUS_NAME}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=1, default=str)
@@ -107,24 +108,15 @@ def read_status(path: Path) -> dict[str, object] | None:
 
 def make_private_dir(path: Path) -> None:
     """Create `path` and its parents for this user only (0700), or raise naming the fix."""
-    try:
-        # Each missing parent too: mkdir -p would make them 0777 & ~umask (0777 under umask 0).
-        for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
-            missing.mkdir(mode=0o700, exist_ok=True)
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o700)
-    except OSError as exc:
-        raise AgentError(
-            f"cannot create the state directory {path}: {exc.strerror}; set --state-dir or "
-            "[agent] state_directory to a writable place"
-        ) from None
+    make_private(path, "state directory", "--state-dir or [agent] state_directory")
 
 
 def _try_lock(path: Path) -> int | None:
     make_private_dir(path)
     lock = path / LOCK_NAME
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Never through a link: a planted agent.lock -> /etc/passwd would be truncated below.
+        fd = open_nofollow(lock, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         raise AgentError(
             f"cannot open {lock}: {exc.strerror}; check the directory's permissions"

@@ -23,7 +23,6 @@ from typing import TextIO
 from agent import human
 from agent.api.client import CometClient
 from agent.archive import find_archives, read_archive
-from agent.archive.files import make_private_dir
 from agent.archive.format import PARTIAL_SUFFIX
 from agent.config import Settings
 from agent.errors import AgentError, UsageError
@@ -31,6 +30,7 @@ from agent.hardening import disable_core_dumps
 from agent.outbox import Outbox
 from agent.progress import Progress
 from agent.replay import Replay
+from agent.state import make_private_dir as make_state_dir
 from agent.uploader import Outcome, Uploader
 
 OUTBOX_FILE = "upload-outbox.sqlite"
@@ -63,7 +63,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         )
     disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
     progress = Progress(sys.stderr)
-    make_private_dir(settings.state_directory)
+    make_state_dir(settings.state_directory)
     lock_fd = _lock(settings.state_directory / LOCK_FILE)
     try:
         outcomes = _upload_all(paths, args, settings, progress)

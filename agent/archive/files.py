@@ -6,8 +6,10 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, cast
 
 from agent.archive.format import LOCK
+from agent.dirs import make_private, open_nofollow
 from agent.errors import UsageError
 
 CHUNK = 1 << 20
@@ -20,9 +22,23 @@ class ArchiveBusy(UsageError):
 
 
 def make_private_dir(path: Path) -> None:
-    """Create `path` and any missing parents, each 0700 (not 0777 & ~umask, as mkdir -p)."""
-    for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
-        missing.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+    """Create `path` and any missing parents, each 0700; refuse one another user owns."""
+    make_private(path, "offline directory", "COMET_OFFLINE_DIRECTORY or [comet] offline_directory")
+
+
+def open_file(path: Path, mode: str) -> IO[bytes]:
+    """Open a file of a partial archive, never through a symbolic link (ELOOP instead).
+
+    An archive directory is another user's to plant links in when the agent
+    runs as root over it; a link to /etc/shadow must not be zipped and uploaded.
+    """
+    flags = os.O_RDWR if "+" in mode else os.O_RDONLY
+    return cast(IO[bytes], os.fdopen(open_nofollow(path, flags), mode))
+
+
+def regular_files(path: Path) -> list[Path]:
+    """The regular files of a directory, links left out."""
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.is_symlink())
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -56,7 +72,7 @@ def fsync_dir(path: Path) -> None:
 
 def lock(path: Path) -> int:
     """Take the writer's lock of a partial directory, or raise ArchiveBusy."""
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    fd = open_nofollow(path / LOCK, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -76,7 +92,7 @@ def raw_lines(src: Path) -> Iterator[tuple[bytes, bool]]:
     if not src.exists():
         return
     carry = b""
-    with src.open("rb") as fh:
+    with open_file(src, "rb") as fh:
         while chunk := fh.read(CHUNK):
             parts = (carry + chunk).split(b"\n")
             carry = parts.pop()
@@ -90,7 +106,7 @@ def cut_torn_tail(path: Path) -> None:
     """Cut a file back to its last complete line (what a kill mid-write may leave)."""
     if not path.exists():
         return
-    with path.open("r+b") as fh:
+    with open_file(path, "r+b") as fh:
         end = fh.seek(0, os.SEEK_END)
         pos = end
         while pos > 0:

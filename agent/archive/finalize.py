@@ -28,7 +28,9 @@ from agent.archive.files import (
     ArchiveBusy,
     fsync_dir,
     lock,
+    open_file,
     raw_lines,
+    regular_files,
     write_private,
 )
 from agent.archive.format import (
@@ -112,7 +114,7 @@ def zip_partial(path: Path, *, verify: bool) -> Finalized:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with os.fdopen(fd, "wb") as fh:
         with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-            names = {p.name for p in path.iterdir() if p.is_file()}
+            names = {p.name for p in regular_files(path)}
             extra = sorted(n for n in names - {EXPERIMENT, MESSAGES, AGENT_LINES} if _member(n))
             # experiment.json first: a copy cut short still says whose run it is.
             stop_ms, last_ms = experiment.get("stop_time"), _tail_timestamp(path / MESSAGES)
@@ -145,7 +147,8 @@ def _letters() -> str:
 
 def _read_experiment(path: Path, problems: list[Problem]) -> dict[str, object]:
     try:
-        data = json.loads((path / EXPERIMENT).read_bytes())
+        with open_file(path / EXPERIMENT, "rb") as fh:
+            data = json.loads(fh.read())
         why = check_experiment(data)
     except (OSError, ValueError) as exc:
         data, why = None, [f"unreadable ({type(exc).__name__})"]
@@ -223,7 +226,7 @@ def _tail_timestamp(path: Path) -> int | None:
     """Return the local_timestamp of the last complete line that has one (the run's last word)."""
     if not path.exists():
         return None
-    with path.open("rb") as fh:
+    with open_file(path, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         fh.seek(max(0, end - CHUNK))
         tail = fh.read().split(b"\n")[:-1]  # the part after the last newline is torn or empty

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from agent.archive.files import open_file, regular_files
 from agent.archive.format import (
     AGENT_LINES,
     EXPERIMENT,
@@ -86,7 +87,7 @@ class Archive:
         self._zip: zipfile.ZipFile | None = None
         self._salvaged: dict[str, bytes] | None = None
         if path.is_dir():
-            self.names = sorted(p.name for p in path.iterdir() if p.is_file())
+            self.names = [p.name for p in regular_files(path)]
             self.names = [n for n in self.names if not n.startswith(".")]
         else:
             self.names = self._open_zip()
@@ -156,7 +157,7 @@ class Archive:
             return io.BytesIO(self._salvaged[name])
         if self._zip is not None:
             return self._zip.open(name)
-        return (self.path / name).open("rb")
+        return open_file(self.path / name, "rb")
 
     def read_file(self, name: str) -> bytes | None:
         """Return a member's bytes, or None (with a problem when it is unreadable or too big)."""

@@ -72,6 +72,20 @@ class Roots:
         """Roots for a fixture tree holding proc/, sys/ and the rest below `base`."""
         return cls(proc=base / "proc", sys=base / "sys", root=base)
 
+    @classmethod
+    def host(cls, host_root: Path | None) -> Roots:
+        """The roots to sample: this machine's, or the host's / mounted at `host_root`.
+
+        With a host root, psutil reads the host's /proc too (its PROCFS_PATH),
+        as node_exporter does with --path.procfs.
+        """
+        if host_root is None:
+            return cls()
+        import psutil
+
+        psutil.PROCFS_PATH = str(host_root / "proc")
+        return cls.under(host_root)
+
 
 @dataclass(frozen=True)
 class HealthEvent:

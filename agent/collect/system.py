@@ -21,14 +21,17 @@ def system_samplers(
     sidecar watching a process in a container reports against that container's limits.
     """
     samplers: list[Sampler] = []
+    # Sampling a node through its mounted root: its init's cgroup is the root, so no container
+    # limit applies (the agent's own pid means nothing in the host's /proc).
+    cgroup_pid = 1 if pid is None and settings.host_root is not None else pid
     if settings.sample_cpu:
         samplers += [
-            CpuSampler(roots=roots, pid=pid, per_core=settings.per_core),
-            MemorySampler(roots=roots, pid=pid),
+            CpuSampler(roots=roots, pid=cgroup_pid, per_core=settings.per_core),
+            MemorySampler(roots=roots, pid=cgroup_pid),
             LoadSampler(roots=roots),
         ]
     if settings.sample_disk:
-        samplers.append(DiskSampler(path=settings.disk_path))
+        samplers.append(DiskSampler(path=roots.root / str(settings.disk_path).lstrip("/")))
     if settings.sample_network:
         samplers.append(NetworkSampler())
     if settings.sample_process and pid is not None:
