@@ -10,12 +10,12 @@ from agent.archive import finalize_partial, read_archive
 from tests.offline_run import KEY
 from tests.test_archive import SAMPLE_BYTES, SPEC_EXPERIMENT
 
-SECRET = "root-only secret: do not upload\n"
+PRIVATE_TEXT = "root-only secret: do not upload\n"
 
 
 def _planted(tmp_path: Path) -> Path:
     secret = tmp_path / "shadow"
-    secret.write_text(SECRET)
+    secret.write_text(PRIVATE_TEXT)
     partial = tmp_path / "offline" / f"{KEY}.partial"
     partial.mkdir(parents=True)
     (partial / "experiment.json").write_text(json.dumps({**SPEC_EXPERIMENT, "offline_id": KEY}))
@@ -29,7 +29,7 @@ def test_finalize_leaves_planted_links_out_of_the_zip(tmp_path: Path) -> None:
     done = finalize_partial(_planted(tmp_path))
     with zipfile.ZipFile(done.path) as zf:
         assert "notes.txt" not in zf.namelist()
-        assert all(SECRET.encode() not in zf.read(n) for n in zf.namelist())
+        assert all(PRIVATE_TEXT.encode() not in zf.read(n) for n in zf.namelist())
 
 
 def test_a_linked_messages_file_is_not_read(tmp_path: Path) -> None:
