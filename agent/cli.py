@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = add(
         "run",
-        "agent.wrap:command",
+        "agent.commands.run:command",
         "run a command and monitor it: its output, its exit and the machine",
     )
     _experiment(run)
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = add(
         "start",
-        "agent.start:command",
+        "agent.commands.start:command",
         "attach to an experiment and sample until stopped (the daemon)",
     )
     _experiment(start)
@@ -207,17 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sysinfo = add(
         "sysinfo",
-        "agent.commands:sysinfo",
+        "agent.commands.inspect:sysinfo",
         "print the static facts that Set System Details would send",
     )
     sysinfo.add_argument("--json", action="store_true", help="print JSON")
     _common(sysinfo)
 
-    sample = add("sample", "agent.commands:sample", "take one sample of every metric and print it")
+    sample = add(
+        "sample", "agent.commands.inspect:sample", "take one sample of every metric and print it"
+    )
     sample.add_argument("--json", action="store_true", help="print JSON")
     _common(sample)
 
-    api = add("api", "agent.api.command:command", "call any Comet write endpoint")
+    api = add("api", "agent.commands.api:command", "call any Comet write endpoint")
     api.add_argument("--list", action="store_true", help="list every endpoint")
     api.add_argument("--json", action="store_true", help="with --list: print JSON")
     api.add_argument("endpoint", nargs="?", metavar="NAME", help="endpoint name, from --list")
@@ -244,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     upload = add(
         "upload",
-        "agent.upload:command",
+        "agent.commands.upload:command",
         "send offline archives (files or directories of them) to Comet",
     )
     upload.add_argument(
@@ -276,13 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = add(
         "status",
-        "agent.status:command",
+        "agent.commands.status:command",
         "show the agent's experiment, intervals, backlog and health",
     )
     status.add_argument("--json", action="store_true", help="print JSON")
     _common(status)
 
-    report = add("report", "agent.report:command", "draw a run as a self-contained HTML page")
+    report = add("report", "agent.report.page:command", "draw a run as a self-contained HTML page")
     report.add_argument(
         "path",
         nargs="?",
@@ -295,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(report)
 
-    top = add("top", "agent.top:command", "show the current sample, redrawn in place (a terminal)")
+    top = add(
+        "top",
+        "agent.commands.top:command",
+        "show the current sample, redrawn in place (a terminal)",
+    )
     top.add_argument("--pid", type=int, metavar="PID", help="also show this process tree")
     top.add_argument(
         "--interval", type=float, default=2.0, metavar="S", help="seconds between redraws (2)"
@@ -305,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(top)
 
-    doctor = add("doctor", "agent.doctor:command", "check the set-up and say how to fix it")
+    doctor = add("doctor", "agent.doctor.server:command", "check the set-up and say how to fix it")
     doctor.add_argument("--json", action="store_true", help="print JSON")
     _common(doctor)
     return parser

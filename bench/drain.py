@@ -20,11 +20,11 @@ from random import Random
 
 from agent.api.bodies import cpu_metrics, load_metrics, metric_item, ram_metrics
 from agent.api.client import CometClient
+from agent.delivery.outbox import Outbox
+from agent.delivery.sender import Sender
+from agent.delivery.sinks.rest import RestSink
 from agent.log import configure
 from agent.message import Kind, Message
-from agent.outbox import Outbox
-from agent.sender import Sender
-from agent.sinks.rest import RestSink
 from tests.fakes.comet_server import CometStandIn
 
 KEY = "0123456789abcdef0123456789abcdef"

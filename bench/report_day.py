@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.report import render_html
-from agent.report_data import load
+from agent.report.data import load
+from agent.report.page import render_html
 from tests.offline_day import write_day
 
 

@@ -5,7 +5,7 @@ run_child + OutputStream (the passthrough on /dev/null, a put that only
 counts, so this measures the wrapper and not the network), in the same run:
 
 * start-up: `python -c pass`, median of N runs; and what importing
-  agent.run + agent.output adds to the CLI's own imports in a fresh interpreter;
+  agent.wrap.process + agent.wrap.output adds to the CLI's own imports in a fresh interpreter;
 * paced: a writer of 100,000 lines/s for 2 s, each line its own write();
 * flat out: a writer of 1,000,000 lines as fast as it can (block-buffered)
   (``measure()`` takes smaller sizes for a quick run).
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.message import Message
-from agent.output import OutputStream
-from agent.run import run_child
+from agent.wrap.output import OutputStream
+from agent.wrap.process import run_child
 
 PY = sys.executable
 PACED = """
@@ -125,7 +125,7 @@ class RunOverhead:
     bare_start_s: float
     wrapped_start_s: float  # run_child + OutputStream in this process: no CLI, no attach
     cli_import_s: float  # importing the CLI's own modules in a fresh interpreter, minus bare
-    run_import_s: float  # what agent.run + agent.output add on top of that
+    run_import_s: float  # what agent.wrap.process + agent.wrap.output add on top of that
     cases: list[Throughput]
 
 
@@ -137,9 +137,11 @@ def measure(
     bare_start = statistics.median(bare(noop) for _ in range(runs))
     wrapped_start = statistics.median(wrapped(noop)[0] for _ in range(runs))
     cli = "import agent.cli, agent.config, agent.log"
-    bare([PY, "-c", f"{cli}, agent.run, agent.output"])  # writes the .pyc files; not counted
+    bare(
+        [PY, "-c", f"{cli}, agent.wrap.process, agent.wrap.output"]
+    )  # writes the .pyc files; not counted
     cli_cost = statistics.median(bare([PY, "-c", cli]) for _ in range(runs))
-    ours = f"{cli}, agent.run, agent.output"
+    ours = f"{cli}, agent.wrap.process, agent.wrap.output"
     import_cost = statistics.median(bare([PY, "-c", ours]) for _ in range(runs)) - cli_cost
     cases = []
     paced_lines = int(paced_rate * paced_s)
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"added {(r.wrapped_start_s - r.bare_start_s) * 1000:+.1f} ms"
     )
     print(
-        f"          importing agent.run + agent.output after the CLI's own imports "
+        f"          importing agent.wrap.process + agent.wrap.output after the CLI's own imports "
         f"({r.cli_import_s * 1000:.0f} ms): {r.run_import_s * 1000:+.1f} ms"
     )
     for c in r.cases:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent.api import bodies
-from agent.sinks.offline import OfflineSink
+from agent.delivery.sinks.offline import OfflineSink
 
 KEY = "0123456789abcdef0123456789abcdef"
 T0 = 1_700_000_000_000

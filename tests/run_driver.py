@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from agent.config import load_settings
-from agent.run import child_env, run_child
+from agent.wrap.process import child_env, run_child
 
 
 def main() -> int:

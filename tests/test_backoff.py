@@ -6,8 +6,8 @@ from random import Random
 
 import pytest
 
-from agent.backoff import Backoff
 from agent.config import Settings
+from agent.delivery.backoff import Backoff
 
 
 def test_grows_exponentially_with_jitter_in_range() -> None:

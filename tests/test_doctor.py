@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent.config import Settings
-from agent.doctor import FAIL, OK, SKIP, WARN, tls_check
-from agent.doctor_local import gpu_check
+from agent.delivery.outbox import Outbox
+from agent.doctor.local import gpu_check
+from agent.doctor.server import FAIL, OK, SKIP, WARN, tls_check
 from agent.message import Kind, Message
-from agent.outbox import Outbox
 from tests.agent_process import AgentProcess
 from tests.fakes import nvml as fake_nvml
 from tests.fakes.comet_server import CometStandIn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from agent.ending import ChildExit, StderrTail, crash_reason, end_messages, exception_line
+from agent.lifecycle.ending import ChildExit, StderrTail, crash_reason, end_messages, exception_line
 
 
 def _stderr_of(code: str) -> str:

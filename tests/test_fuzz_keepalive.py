@@ -18,7 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent.config import Settings
-from agent.keepalive import IntervalPolicy
+from agent.lifecycle.keepalive import IntervalPolicy
 from tests.fuzzing import fuzz
 
 FIELDS = {

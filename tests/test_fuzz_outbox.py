@@ -32,9 +32,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from agent.delivery.outbox import Outbox, row_size
+from agent.delivery.outbox_db import DEAD, LEASED, READY
 from agent.message import Kind, Message
-from agent.outbox import Outbox, row_size
-from agent.outbox_db import DEAD, LEASED, READY
 from tests.fuzzing import fuzz
 
 KEY = "0123456789abcdef0123456789abcdef"

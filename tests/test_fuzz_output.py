@@ -30,7 +30,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent.message import Message
-from agent.output import OutputStream
+from agent.wrap.output import OutputStream
 from tests.fuzzing import fuzz
 
 KEY = "0123456789abcdef0123456789abcdef"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from random import Random
 
-from agent.backoff import Backoff
-from agent.gates import ALL, Gates
+from agent.delivery.backoff import Backoff
+from agent.delivery.gates import ALL, Gates
 
 T0 = 1_700_000_000_000
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_settings
-from agent.keepalive import INITIAL_BEAT_S, IntervalPolicy
+from agent.lifecycle.keepalive import INITIAL_BEAT_S, IntervalPolicy
 
 
 def _policy(tmp_path: Path, env: dict[str, str] | None = None) -> IntervalPolicy:

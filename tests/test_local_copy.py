@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from agent.report_data import load
+from agent.report.data import load
 from tests.agent_process import AgentProcess
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, run_agent, wait_until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.multinode import identify, is_leader
+from agent.lifecycle.multinode import identify, is_leader
 
 
 @pytest.mark.parametrize(

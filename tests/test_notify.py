@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from agent.notify import sd_notify, watchdog_period_s
+from agent.lifecycle.notify import sd_notify, watchdog_period_s
 
 
 def test_sends_a_datagram_to_a_path_socket(tmp_path: Path) -> None:

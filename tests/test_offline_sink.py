@@ -15,8 +15,8 @@ import pytest
 
 from agent.api import bodies
 from agent.archive import ArchiveBusy, finalize_partial, upload_hint
+from agent.delivery.sinks.offline import OfflineSink
 from agent.errors import ClientError
-from agent.sinks.offline import OfflineSink
 from tests.helpers import ROOT
 from tests.offline_run import KEY, T0, patch_zip, ticking, typical_messages, write_archive
 from tests.offline_spec import agent_lines, archive_lines, archive_violations
@@ -304,7 +304,7 @@ _WRITER = """
 import sys
 from pathlib import Path
 from agent.api import bodies
-from agent.sinks.offline import OfflineSink
+from agent.delivery.sinks.offline import OfflineSink
 key = sys.argv[2]
 sink = OfflineSink(Path(sys.argv[1]), key, workspace="ws", project="p", start_ms=1_700_000_000_000)
 sink.send("upload-git-patch", key, {}, bytes.fromhex(sys.argv[3]))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agent.delivery.outbox import CorruptOutbox, Outbox, row_size
 from agent.errors import OutboxError
 from agent.message import Kind, Message
-from agent.outbox import CorruptOutbox, Outbox, row_size
 
 KEY = "0123456789abcdef0123456789abcdef"
 T0 = 1_700_000_000_000
@@ -236,7 +236,7 @@ CHILD_PUTS = """
 import sys
 from pathlib import Path
 from agent.message import Kind, Message
-from agent.outbox import Outbox
+from agent.delivery.outbox import Outbox
 box = Outbox(Path(sys.argv[1]))
 n = 0
 while True:
@@ -275,7 +275,7 @@ def test_every_returned_put_survives_kill_9(tmp_path: Path, seed: int) -> None:
 CHILD_LEASES = """
 import os, sys
 from pathlib import Path
-from agent.outbox import Outbox
+from agent.delivery.outbox import Outbox
 box = Outbox(Path(sys.argv[1]))
 print([s.id for s in box.lease(3)], flush=True)
 os.kill(os.getpid(), 9)
@@ -354,7 +354,7 @@ import resource, signal, sys
 from pathlib import Path
 from agent.errors import OutboxError
 from agent.message import Message
-from agent.outbox import Outbox
+from agent.delivery.outbox import Outbox
 box = Outbox(Path(sys.argv[1]))
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))

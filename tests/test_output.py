@@ -11,7 +11,7 @@ import pytest
 
 from agent.errors import OutboxError
 from agent.message import Kind, Message
-from agent.output import OutputStream
+from agent.wrap.output import OutputStream
 from tests.helpers import wait_until
 
 KEY = "0123456789abcdef0123456789abcdef"

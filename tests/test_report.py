@@ -16,9 +16,9 @@ import pytest
 from agent.api import bodies
 from agent.archive import dump_line
 from agent.config import load_settings
-from agent.report import command
-from agent.report_svg import TOP, downsample, nice_scale
-from agent.sinks.offline import OfflineSink
+from agent.delivery.sinks.offline import OfflineSink
+from agent.report.page import command
+from agent.report.svg import TOP, downsample, nice_scale
 from tests.helpers import clean_env, run_agent
 from tests.offline_day import EVIL, metric_line, write_day
 from tests.offline_run import KEY, T0, ticking, typical_messages, write_archive
@@ -191,9 +191,9 @@ def test_png_keeps_matplotlibs_font_cache_notice_out_of_the_json_log(tmp_path: P
 def test_png_legend_sits_above_the_plot(tmp_path: Path) -> None:
     """The legend is drawn above the axes (level with the title), not on the 100 % line."""
     matplotlib = pytest.importorskip("matplotlib", reason="the png extra is not installed")
-    from agent.report import panels
-    from agent.report_data import load
-    from agent.report_png import render_png
+    from agent.report.data import load
+    from agent.report.page import panels
+    from agent.report.png import render_png
 
     archive = write_day(tmp_path / "short.zip", seconds=60, cores=4, more=True)
     data = load(archive)

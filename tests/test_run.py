@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-import agent.run
+import agent.wrap.process
 from agent.api.client import CometClient
 from agent.config import Settings
 from agent.errors import UsageError
 from agent.message import Message
-from agent.output import OutputStream
-from agent.run import QUIET_SDK, ChildResult, child_env, run_child
+from agent.wrap.output import OutputStream
+from agent.wrap.process import QUIET_SDK, ChildResult, child_env, run_child
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, ROOT, clean_env, wait_until
 
@@ -62,7 +62,7 @@ while count < 2 and time.monotonic() < deadline:
 sys.exit(0 if count == 2 else 1)
 """
 # Reports its COMET_* environment and every readable command line on the machine.
-SDK_HOOK = str(Path(agent.run.__file__).with_name("sdk_hook"))
+SDK_HOOK = str(Path(agent.wrap.process.__file__).with_name("sdk_hook"))
 REPORT_ENV = """
 import json, os, pathlib, sys
 lines = {}

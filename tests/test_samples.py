@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agent.api import bodies
 from agent.collect.base import Sample
+from agent.lifecycle.samples import Channels, to_messages
 from agent.message import Kind
-from agent.samples import Channels, to_messages
 
 KEY = "k" * 32
 SAMPLE = Sample(

@@ -8,9 +8,9 @@ from agent import log
 from agent.collect.base import HealthEvent, Roots, Sample
 from agent.config import Settings
 from agent.errors import CollectorError
+from agent.lifecycle.samples import Channels
+from agent.lifecycle.sampling import Sampling
 from agent.message import Message
-from agent.samples import Channels
-from agent.sampling import Sampling
 
 KEY = "k" * 32
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from agent.config import Settings
-from agent.run import child_env
+from agent.wrap.process import child_env
 
 KEY = "0123456789abcdef0123456789abcdef"
 

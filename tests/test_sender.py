@@ -14,11 +14,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.api.client import CometClient
-from agent.backoff import Backoff
+from agent.delivery.backoff import Backoff
+from agent.delivery.outbox import Outbox
+from agent.delivery.sender import Sender
+from agent.delivery.sinks.rest import RestSink
 from agent.message import Message
-from agent.outbox import Outbox
-from agent.sender import Sender
-from agent.sinks.rest import RestSink
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, wait_until
 
@@ -345,9 +345,9 @@ CHILD_DRAINS = """
 import sys, threading
 from pathlib import Path
 from agent.api.client import CometClient
-from agent.outbox import Outbox
-from agent.sender import Sender
-from agent.sinks.rest import RestSink
+from agent.delivery.outbox import Outbox
+from agent.delivery.sender import Sender
+from agent.delivery.sinks.rest import RestSink
 box = Outbox(Path(sys.argv[1]))
 sink = RestSink(CometClient(api_key=sys.argv[3], url_override=sys.argv[2], timeout_s=5))
 Sender(box, sink).start()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import AgentError, ConfigError
-from agent.sidecar import publish_key, read_key
+from agent.lifecycle.sidecar import publish_key, read_key
 from tests.agent_process import AgentProcess
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import run_agent, wait_until

@@ -17,7 +17,14 @@ import pytest
 
 from tests.fakes.comet_server import CometStandIn
 
-LATE = ("structlog", "apscheduler", "psutil", "pynvml", "agent.facts", "agent.collect.system")
+LATE = (
+    "structlog",
+    "apscheduler",
+    "psutil",
+    "pynvml",
+    "agent.lifecycle.facts",
+    "agent.collect.system",
+)
 PROBE = textwrap.dedent("""
     import json, sys
     late = json.loads(sys.argv[1])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import AgentError
-from agent.state import StateDir, read_status
+from agent.lifecycle.state import StateDir, read_status
 
 
 def test_created_private_and_locked(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_created_private_and_locked(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from pathlib import Path; from agent.state import StateDir; "
+            "from pathlib import Path; from agent.lifecycle.state import StateDir; "
             f"StateDir.acquire(Path({str(path)!r}))",
         ],
         capture_output=True,
@@ -42,7 +42,7 @@ def test_private_fallback_for_runs(tmp_path: Path) -> None:
     path = tmp_path / "state"
     main = StateDir.acquire(path)
     code = (
-        "from pathlib import Path; from agent.state import StateDir; "
+        "from pathlib import Path; from agent.lifecycle.state import StateDir; "
         f"s = StateDir.acquire(Path({str(path)!r}), private_fallback=True); print(s.path); "
         "s.release()"
     )

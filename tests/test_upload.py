@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from agent.archive import dump_line, read_archive
+from agent.commands.upload import OUTBOX_FILE, command
 from agent.config import Settings, load_settings
+from agent.delivery.outbox import Outbox
+from agent.delivery.sinks.offline import OfflineSink
 from agent.message import MERGEABLE
-from agent.outbox import Outbox
-from agent.progress import Progress
-from agent.replay import Replay
-from agent.sinks.offline import OfflineSink
-from agent.upload import OUTBOX_FILE, command
-from agent.uploader import MARKER, WINDOW_MESSAGES, Uploader
+from agent.upload.progress import Progress
+from agent.upload.replay import Replay
+from agent.upload.uploader import MARKER, WINDOW_MESSAGES, Uploader
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, agent_argv, clean_env, run_agent, wait_until
 from tests.offline_run import KEY, T0, Msg, patch_zip, typical_messages, write_archive

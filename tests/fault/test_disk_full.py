@@ -21,11 +21,11 @@ from random import Random
 import pytest
 
 from agent.api.client import CometClient
-from agent.backoff import Backoff
+from agent.delivery.backoff import Backoff
+from agent.delivery.outbox import Outbox
+from agent.delivery.sender import Sender
+from agent.delivery.sinks.rest import RestSink
 from agent.message import Message
-from agent.outbox import Outbox
-from agent.sender import Sender
-from agent.sinks.rest import RestSink
 from tests.agent_process import AgentProcess
 from tests.fakes.comet_server import CometStandIn
 from tests.fault.checker import assert_delivered, check, taken_from, wait_delivered

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from agent.collect.base import Sample
 from agent.config import load_settings
-from agent.daemon import Agent
-from agent.state import StateDir
+from agent.lifecycle.agent import Agent
+from agent.lifecycle.state import StateDir
 
 
 class _Sampler:

@@ -121,7 +121,8 @@ def test_malformed_key_is_described_never_echoed(
 # longer than a traceback renderer would print whole.
 CRASH = """
 import sys
-from agent import cli, commands
+from agent import cli
+from agent.commands import inspect as commands
 
 def crash(args, settings):
     api_key = settings.api_key

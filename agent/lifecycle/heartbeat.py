@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from agent import log
 from agent.errors import ApiError
-from agent.keepalive import IntervalPolicy
+from agent.lifecycle.keepalive import IntervalPolicy
 from agent.message import now_ms
 from agent.schedule import Scheduler
 

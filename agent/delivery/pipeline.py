@@ -19,18 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import log
-from agent.backoff import Backoff
 from agent.config import Settings
+from agent.delivery.backoff import Backoff
+from agent.delivery.outbox import Outbox
+from agent.delivery.outbox_db import CorruptOutbox
+from agent.delivery.sender import Sender
+from agent.delivery.sinks.base import Sink
 from agent.errors import ApiError, OutboxError
 from agent.message import Message, steady_ms
-from agent.outbox import Outbox
-from agent.outbox_db import CorruptOutbox
-from agent.sender import Sender
-from agent.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from agent.sinks.offline import OfflineSink
-    from agent.state import StateDir
+    from agent.delivery.sinks.offline import OfflineSink
+    from agent.lifecycle.state import StateDir
 
 logger = log.get_logger(__name__)
 PENDING_MAX = 10_000  # messages held in memory while the outbox cannot be written

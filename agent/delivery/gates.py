@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
 
-from agent.backoff import Backoff
+from agent.delivery.backoff import Backoff
 
 ALL = "*"  # the gate in front of every endpoint: transport errors and the auth pause
 THROTTLE_DEFAULT_S = 60.0  # SPEC §4.2: a 429 without Retry-After-Custom parks the type 60 s

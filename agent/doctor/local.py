@@ -1,7 +1,7 @@
 """The checks of ``comet-agent doctor`` that need no server: GPU, cgroup, git, directories, outbox.
 
 Each returns one ``Check``. Nothing here writes: the outbox is read through a
-read-only SQLite connection (``mode=ro``), never through ``agent.outbox``,
+read-only SQLite connection (``mode=ro``), never through ``agent.delivery.outbox``,
 whose opening hands a running agent's leased rows back to the queue.
 """
 
@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 from agent.collect.base import Roots
 from agent.config import CREDENTIAL_NAME, Settings
-from agent.doctor import FAIL, OK, SKIP, WARN, Check
+from agent.delivery.outbox_db import DEAD, LEASED, READY
+from agent.doctor.server import FAIL, OK, SKIP, WARN, Check
 from agent.errors import CollectorError, NoData
-from agent.outbox_db import DEAD, LEASED, READY
-from agent.state import OUTBOX_NAME
+from agent.lifecycle.state import OUTBOX_NAME
 
 GIB = 1 << 30
 BACKLOG_WARN_S = 600.0  # a queue older than this is not a passing hiccup
@@ -177,8 +177,8 @@ def outbox_check(state: Path) -> Check:
 
 def agent_check(state: Path) -> Check:
     """The agent on this state directory, from its status snapshot: running, healthy."""
-    from agent.state import read_status
-    from agent.status import assess
+    from agent.commands.status import assess
+    from agent.lifecycle.state import read_status
 
     snapshot = read_status(state)
     if snapshot is None:

@@ -22,9 +22,9 @@ import os
 import threading
 from pathlib import Path
 
-from agent.attach import check_key
 from agent.config import Settings, replace
 from agent.errors import AgentError, ConfigError
+from agent.lifecycle.attach import check_key
 from agent.log import get_logger
 
 logger = get_logger(__name__)

@@ -21,29 +21,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__, log
-from agent.attach import Attachment, attach, deferred_attachment, join, offline_attachment
 from agent.collect.base import Roots
 from agent.config import Settings
-from agent.delivery import Delivery, open_outbox
-from agent.ending import ChildExit, end_messages
+from agent.delivery.pipeline import Delivery, open_outbox
+from agent.delivery.sinks.base import Sink
 from agent.errors import AgentError, ApiError, CollectorError, ConfigError, OutboxError
-from agent.heartbeat import Heartbeat
-from agent.keepalive import IntervalPolicy
+from agent.lifecycle.attach import Attachment, attach, deferred_attachment, join, offline_attachment
+from agent.lifecycle.ending import ChildExit, end_messages
+from agent.lifecycle.heartbeat import Heartbeat
+from agent.lifecycle.keepalive import IntervalPolicy
+from agent.lifecycle.multinode import Identity, identify, is_leader
+from agent.lifecycle.notify import sd_notify, watchdog_period_s
+from agent.lifecycle.samples import Channels
+from agent.lifecycle.sampling import Sampling
+from agent.lifecycle.state import StateDir
+from agent.lifecycle.watch import alive, exit_condition, start_time
 from agent.message import Message, now_ms
-from agent.multinode import Identity, identify, is_leader
-from agent.notify import sd_notify, watchdog_period_s
-from agent.samples import Channels
-from agent.sampling import Sampling
 from agent.schedule import ClockWatch, Scheduler, guarded
-from agent.sinks.base import Sink
-from agent.state import StateDir
-from agent.watch import alive, exit_condition, start_time
 
 if TYPE_CHECKING:
     # Imported where used: `run` starts the command before facts are gathered, and an
     # offline run never loads requests.
     from agent.api.client import CometClient
-    from agent.sinks.offline import OfflineSink
+    from agent.delivery.sinks.offline import OfflineSink
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
@@ -244,7 +244,7 @@ class Agent:
         """`join` retried with back-off until it lands (None: refused, or stopped first)."""
         from random import Random
 
-        from agent.backoff import Backoff
+        from agent.delivery.backoff import Backoff
 
         backoff = Backoff(wait_initial=0.5, wait_max=min(30.0, self.settings.backoff_max_s))
         rand = Random()  # noqa: S311 - jitter, not secrets
@@ -348,7 +348,7 @@ class Agent:
                     error=getattr(exc, "strerror", None) or str(exc),
                     hint="sending goes on; set COMET_OFFLINE_DIRECTORY to a writable place",
                 )
-        from agent.sinks.rest import LazyRestSink, RestSink
+        from agent.delivery.sinks.rest import LazyRestSink, RestSink
 
         def make() -> RestSink:
             from agent.api.client import CometClient
@@ -358,7 +358,7 @@ class Agent:
         return LazyRestSink(make) if self._defer_attach else make()
 
     def _open_archive(self, directory: Path, key: str, *, given: bool = False) -> OfflineSink:
-        from agent.sinks.offline import OfflineSink
+        from agent.delivery.sinks.offline import OfflineSink
 
         s = self.settings
         # `run` and `start` hand their key to the command's SDK, which may write an archive of
@@ -383,7 +383,7 @@ class Agent:
         return archive
 
     def _start_facts(self, attachment: Attachment) -> list[Message]:
-        from agent.facts import gather, start_messages
+        from agent.lifecycle.facts import gather, start_messages
 
         gpu_facts = None
         gpu = self._sampling.gpu(self._pid)

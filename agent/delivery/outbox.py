@@ -45,10 +45,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.delivery.outbox_db import (
+    DEAD,
+    LEASED,
+    READY,
+    CorruptOutbox,
+    connect,
+    fail,
+    move_aside,
+    rollback,
+)
 from agent.errors import OutboxError
 from agent.log import RateLimiter, get_logger
 from agent.message import Kind, Message, now_ms
-from agent.outbox_db import DEAD, LEASED, READY, CorruptOutbox, connect, fail, move_aside, rollback
 
 log = get_logger(__name__)
 

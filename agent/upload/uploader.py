@@ -5,7 +5,7 @@ the handshake (``add-run`` with ``experimentKey = offline_id``, ``offline``
 and ``getOrCreateEnabled``, so a resumed upload attaches to the experiment it
 created instead of failing or duplicating it; ``get-run`` for archives made
 to resume an existing experiment), ``status-report`` alive, the archive's
-messages (``agent.replay``), ``status-report`` not alive, and
+messages (``agent.upload.replay``), ``status-report`` not alive, and
 ``offline-metadata`` with the run's start and end. The handshake and status
 calls go straight to the client (their answers are needed now); the
 messages go through an ``Outbox`` and the ``Sender``, like the daemon's, so
@@ -42,15 +42,15 @@ from agent import __version__
 from agent.api.client import CometClient
 from agent.archive import ArchiveBusy, Problem, finalize_partial, read_archive
 from agent.archive.files import make_private_dir
-from agent.backoff import Backoff
 from agent.config import Settings
+from agent.delivery.backoff import Backoff
+from agent.delivery.outbox import Outbox, row_size
+from agent.delivery.sender import Sender
+from agent.delivery.sinks.rest import RestSink
 from agent.errors import AgentError, ApiError
 from agent.message import now_ms
-from agent.outbox import Outbox, row_size
-from agent.progress import Progress
-from agent.replay import Replay, Step
-from agent.sender import Sender
-from agent.sinks.rest import RestSink
+from agent.upload.progress import Progress
+from agent.upload.replay import Replay, Step
 
 KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # SPEC §1.4
 MARKER = "upload:window"

@@ -21,8 +21,8 @@ from random import Random
 from typing import TYPE_CHECKING
 
 from agent.api import bodies
-from agent.backoff import Backoff
 from agent.config import Settings
+from agent.delivery.backoff import Backoff
 from agent.errors import ApiError, ConfigError
 from agent.log import get_logger
 

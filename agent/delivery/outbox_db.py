@@ -2,7 +2,7 @@
 
 Everything here turns ``OSError`` and ``sqlite3.Error`` into ``OutboxError``
 (or ``CorruptOutbox``) with one line that names the file and the fix; the
-queue logic lives in ``agent.outbox``.
+queue logic lives in ``agent.delivery.outbox``.
 """
 
 from __future__ import annotations

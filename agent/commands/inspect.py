@@ -12,7 +12,7 @@ from agent import human
 from agent.collect.base import Roots, Sample, Sampler
 from agent.config import Settings
 from agent.errors import CollectorError
-from agent.facts import gather
+from agent.lifecycle.facts import gather
 from agent.message import now_ms
 
 SAMPLE_WAIT_S = 1.0  # utilisation and rates are measured over this much time

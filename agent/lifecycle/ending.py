@@ -12,7 +12,7 @@ from agent.message import Kind, Message
 
 @dataclass(frozen=True)
 class ChildExit:
-    """How a wrapped command ended (from ``agent.run``)."""
+    """How a wrapped command ended (from ``agent.wrap.process``)."""
 
     exit_code: int
     signal: int | None

@@ -9,7 +9,7 @@ local copy. Without a local copy an online agent has nothing to draw: its
 outbox only holds what has not been sent yet, never the whole run.
 
 The page needs no network: inline CSS, inline SVG charts drawn here
-(``agent.report_svg``), no script. It shows CPU (per core when known, else
+(``agent.report.svg``), no script. It shows CPU (per core when known, else
 the average), RAM, load and each GPU's utilisation, memory, power and
 temperature over time; the static facts as tables; and the last 200 lines of
 output, HTML-escaped.
@@ -31,10 +31,10 @@ from agent.archive import find_archives
 from agent.archive.format import PARTIAL_SUFFIX
 from agent.config import Settings
 from agent.errors import UsageError
-from agent.report_data import FIRST_MS, LAST_MS, RunData, Series, load
-from agent.report_style import CSS
-from agent.report_svg import Line, chart, elapsed, heatmap
-from agent.state import STATUS_NAME, read_status
+from agent.lifecycle.state import STATUS_NAME, read_status
+from agent.report.data import FIRST_MS, LAST_MS, RunData, Series, load
+from agent.report.style import CSS
+from agent.report.svg import Line, chart, elapsed, heatmap
 
 GIB = float(1 << 30)
 _GPU = re.compile(r"^sys\.gpu\.(\d+)\.")
@@ -71,7 +71,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(PNG_HINT) from None
     data = load(source)
     if args.png:
-        from agent.report_png import render_png
+        from agent.report.png import render_png
 
         render_png(data, panels(data), output)
     else:

@@ -37,7 +37,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
 from agent.errors import AgentError, UsageError
-from agent.hardening import CoreLimit, restored_for_child
+from agent.lifecycle.hardening import CoreLimit, restored_for_child
 
 if TYPE_CHECKING:
     from agent.config import Settings

@@ -17,8 +17,8 @@ from agent import human
 from agent.collect.base import Sample, Sampler
 from agent.config import Settings
 from agent.errors import CollectorError, UsageError
+from agent.lifecycle.state import read_status
 from agent.message import now_ms
-from agent.state import read_status
 
 CLEAR = "\x1b[H\x1b[2J"
 

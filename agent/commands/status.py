@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 
 from agent.config import Settings
-from agent.state import read_status
+from agent.lifecycle.state import read_status
 
 STALE_S = 30.0  # three missed snapshots
 

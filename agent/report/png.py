@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.report_svg import HEAT, PALETTE, bucketize, tick_label, tick_step_s
+from agent.report.svg import HEAT, PALETTE, bucketize, tick_label, tick_step_s
 
 if TYPE_CHECKING:
-    from agent.report import Panel
-    from agent.report_data import RunData
+    from agent.report.data import RunData
+    from agent.report.page import Panel
 
 
 def render_png(data: RunData, panels: list[Panel], output: Path) -> None:

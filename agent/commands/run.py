@@ -23,14 +23,14 @@ from collections.abc import Callable
 
 from agent import log
 from agent.collect.base import Roots
+from agent.commands.start import install_signals
 from agent.config import Settings
-from agent.daemon import Agent, ChildExit
-from agent.ending import StderrTail, exception_line
 from agent.errors import UsageError
-from agent.hardening import disable_core_dumps
-from agent.output import OutputStream
-from agent.run import child_env, run_child
-from agent.start import install_signals
+from agent.lifecycle.agent import Agent, ChildExit
+from agent.lifecycle.ending import StderrTail, exception_line
+from agent.lifecycle.hardening import disable_core_dumps
+from agent.wrap.output import OutputStream
+from agent.wrap.process import child_env, run_child
 
 logger = log.get_logger(__name__)
 BEGIN_JOIN_S = 30.0
@@ -51,8 +51,8 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         # As a shell would, and before an experiment is created for nothing.
         print(f"comet-agent: {argv[0]}: command not found", file=sys.stderr)
         return 127
-    from agent import sidecar
-    from agent.multinode import identify, is_leader
+    from agent.lifecycle import sidecar
+    from agent.lifecycle.multinode import identify, is_leader
 
     settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
     agent = Agent(settings, command=argv, private_state=True, defer_attach=True)

@@ -10,9 +10,9 @@ from types import FrameType
 
 from agent import log
 from agent.config import Settings
-from agent.daemon import Agent
-from agent.multinode import identify, is_leader
-from agent.watch import command_of
+from agent.lifecycle.agent import Agent
+from agent.lifecycle.multinode import identify, is_leader
+from agent.lifecycle.watch import command_of
 
 logger = log.get_logger(__name__)
 
@@ -32,10 +32,10 @@ def install_signals(agent: Agent) -> None:
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``comet-agent start`` until stopped; return the exit status."""
-    from agent import sidecar
-    from agent.hardening import disable_core_dumps
+    from agent.lifecycle import sidecar
+    from agent.lifecycle.hardening import disable_core_dumps
 
-    disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
+    disable_core_dumps()  # the API key is in this process's memory (agent.lifecycle.hardening)
 
     identity = identify(os.environ)
     settings = sidecar.resolve_key(

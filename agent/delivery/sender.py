@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from random import Random
 
 from agent import errors
-from agent.backoff import Backoff
+from agent.delivery.backoff import Backoff
+from agent.delivery.gates import ALL, Gates
+from agent.delivery.outbox import Outbox, Stored
+from agent.delivery.sinks.base import Sink
 from agent.errors import AgentError, ApiError, AuthError, OutboxError, ThrottledError
-from agent.gates import ALL, Gates
 from agent.log import RateLimiter, get_logger
 from agent.message import MERGEABLE, merge, now_ms
-from agent.outbox import Outbox, Stored
-from agent.sinks.base import Sink
 
 log = get_logger(__name__)
 

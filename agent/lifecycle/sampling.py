@@ -20,8 +20,8 @@ from agent.api import bodies
 from agent.collect.base import HealthEvent, Roots, Sample, Sampler
 from agent.config import Settings
 from agent.errors import CollectorError, NoData
+from agent.lifecycle.samples import Channels, to_messages
 from agent.message import Kind, Message
-from agent.samples import Channels, to_messages
 
 logger = log.get_logger(__name__)
 Put = Callable[[Sequence[Message]], bool]  # write messages; False when held in memory

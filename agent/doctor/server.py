@@ -65,7 +65,7 @@ def run_checks(
     cwd: Path | None = None,
 ) -> list[Check]:
     """Return every check's verdict; `gpu_lib` is the pynvml module (tests pass the fake)."""
-    from agent import doctor_local as local
+    from agent.doctor import local
 
     env = os.environ if environ is None else environ
     return [

@@ -2,7 +2,7 @@
 
 With no PATH, every archive and partial directory in the offline directory
 goes. Partial directories are finalized first (one still written by a running
-agent is skipped). Each archive is sent by ``agent.uploader.Uploader``
+agent is skipped). Each archive is sent by ``agent.upload.uploader.Uploader``
 through an outbox of its own, ``upload-outbox.sqlite`` in the state
 directory: a running daemon owns its outbox (opening it releases the daemon's
 leases), and an upload must never feed an offline daemon's sink. One upload
@@ -25,13 +25,13 @@ from agent.api.client import CometClient
 from agent.archive import find_archives, read_archive
 from agent.archive.format import PARTIAL_SUFFIX
 from agent.config import Settings
+from agent.delivery.outbox import Outbox
 from agent.errors import AgentError, UsageError
-from agent.hardening import disable_core_dumps
-from agent.outbox import Outbox
-from agent.progress import Progress
-from agent.replay import Replay
-from agent.state import make_private_dir as make_state_dir
-from agent.uploader import Outcome, Uploader
+from agent.lifecycle.hardening import disable_core_dumps
+from agent.lifecycle.state import make_private_dir as make_state_dir
+from agent.upload.progress import Progress
+from agent.upload.replay import Replay
+from agent.upload.uploader import Outcome, Uploader
 
 OUTBOX_FILE = "upload-outbox.sqlite"
 LOCK_FILE = "upload.lock"
@@ -61,7 +61,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             "uploading needs an API key: set COMET_API_KEY, --api-key-file or the "
             "comet-api-key credential (or use --dry-run)"
         )
-    disable_core_dumps()  # the API key is in this process's memory (agent.hardening)
+    disable_core_dumps()  # the API key is in this process's memory (agent.lifecycle.hardening)
     progress = Progress(sys.stderr)
     make_state_dir(settings.state_directory)
     lock_fd = _lock(settings.state_directory / LOCK_FILE)

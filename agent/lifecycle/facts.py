@@ -18,8 +18,8 @@ from agent.api import bodies
 from agent.collect.base import Roots
 from agent.config import Settings
 from agent.errors import CollectorError
+from agent.lifecycle.multinode import Identity
 from agent.message import Kind, Message
-from agent.multinode import Identity
 
 
 @dataclass(frozen=True)

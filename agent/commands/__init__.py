@@ -1,0 +1,1 @@
+"""The thin subcommand handlers behind agent/cli.py."""

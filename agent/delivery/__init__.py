@@ -1,0 +1,1 @@
+"""Durable delivery: the outbox, its sender, gates and back-off, and the sinks."""

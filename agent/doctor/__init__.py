@@ -1,0 +1,1 @@
+"""Checks with fixes: the server, then the local machine."""

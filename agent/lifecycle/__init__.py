@@ -1,0 +1,1 @@
+"""The agent's life: attach, facts, sampling, keep-alive, ending, state."""

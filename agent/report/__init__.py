@@ -1,0 +1,1 @@
+"""The HTML (and PNG) report drawn from an archive."""

@@ -1,0 +1,1 @@
+"""Offline archives back to Comet: replay, upload windows, progress."""

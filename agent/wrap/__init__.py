@@ -1,0 +1,1 @@
+"""The wrapped command: its process and its output stream."""
