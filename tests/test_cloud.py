@@ -8,6 +8,7 @@ import pytest
 
 from agent.collect import cloud
 from agent.collect.cloud import CloudInfo
+from agent.lifecycle.facts import cloud_details_body
 from tests.fakes.cloud_metadata import MetadataServer
 
 
@@ -16,7 +17,7 @@ def test_aws_imdsv2() -> None:
     with MetadataServer("aws") as srv:
         found = cloud.probe(srv.url)
     assert found == CloudInfo("AWS", "p5.48xlarge", "us-east-1", "us-east-1a")
-    assert found.body() == {
+    assert cloud_details_body(found) == {
         "provider": "AWS",
         "metadata": {"instanceType": "p5.48xlarge", "region": "us-east-1", "zone": "us-east-1a"},
     }

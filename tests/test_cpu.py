@@ -11,7 +11,9 @@ import pytest
 from agent.collect.base import Roots, Sample
 from agent.collect.cgroup import CpuStat
 from agent.collect.cpu import CpuSampler, quota_percent, throttled_percent
+from agent.collect.readings import CpuUsage
 from agent.errors import NoData
+from agent.lifecycle.samples import typed_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_800_000_000_000  # ms since the epoch
@@ -69,13 +71,14 @@ def test_host_plain_is_the_sdk_mean_and_per_cpu_ints() -> None:
     assert sample == Sample(
         T0,
         {"sys.cpu.percent.avg": 300.6 / 8, "sys.cpu.pressure.some_avg10": 0.31},
-        {
-            "add-cpu-metrics": {
-                "cpuPercentUtilization": [10, 20, 31, 40, 0, 100, 50, 50],
-                "timestamp": T0,
-            }
-        },
+        (CpuUsage((10, 20, 31, 40, 0, 100, 50, 50)),),
     )
+    assert typed_bodies(sample) == {
+        "add-cpu-metrics": {
+            "cpuPercentUtilization": [10, 20, 31, 40, 0, 100, 50, 50],
+            "timestamp": T0,
+        }
+    }
 
 
 def test_per_core_metrics_are_one_based_two_digits() -> None:
@@ -110,7 +113,7 @@ def test_cgroup2_quota_usage_against_quota(tmp_path: Path) -> None:
         "sys.cpu.throttled_s": 1.5,
         "sys.cpu.pressure.some_avg10": 12.5,
     }
-    assert sample.typed["add-cpu-metrics"]["cpuPercentUtilization"] == [5] * 16
+    assert typed_bodies(sample)["add-cpu-metrics"]["cpuPercentUtilization"] == [5] * 16
     assert sample.timestamp_ms == T0 + 30_000
 
 
@@ -221,7 +224,7 @@ def test_real_psutil_on_this_machine() -> None:
 
     sampler = CpuSampler()
     sample = sampler.collect()
-    per_cpu = sample.typed["add-cpu-metrics"]["cpuPercentUtilization"]
+    per_cpu = typed_bodies(sample)["add-cpu-metrics"]["cpuPercentUtilization"]
     assert isinstance(per_cpu, list)
     assert len(per_cpu) == psutil.cpu_count()
     assert all(isinstance(p, int) and 0 <= p <= 100 for p in per_cpu)

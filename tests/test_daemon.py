@@ -287,11 +287,12 @@ def test_start_refuses_bad_setups(
 
 
 def test_unusable_state_dir_is_a_clear_error(agent_env: dict[str, str], tmp_path: Path) -> None:
-    """A state directory that cannot be created: exit 1 naming it and the setting."""
+    """A state directory that cannot be created: a settings error (exit 2, so systemd does not
+    restart into it) naming it and the setting."""
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     result = run_agent(["start"], {**agent_env, "COMET_AGENT_STATE_DIRECTORY": str(blocker / "s")})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"cannot create the state directory {blocker / 's'}" in result.stderr
 
 

@@ -29,6 +29,7 @@ from agent.collect.gpu import GpuSampler, gpu_sampler
 from agent.collect.nvml import Nvml
 from agent.config import Settings
 from agent.errors import CollectorError
+from agent.lifecycle.samples import typed_bodies
 from tests.fakes.nvml import UUIDS, FakeGpu, FakeMig, FakeNvml, FakeProcess, GiB
 from tests.fuzzing import fuzz
 
@@ -165,7 +166,7 @@ def check_sane(sample: Sample, sampler: GpuSampler, told: set[str], *, first: bo
         if name.endswith(".used_memory") and not name.endswith("percent.used_memory"):
             total = sample.metrics.get(name.removesuffix("used_memory") + "total_memory")
             assert total is None or value <= total, (name, value, total)
-    for body in sample.typed.get("add-gpu-metrics", {}).get("gpus", []):  # type: ignore[attr-defined]
+    for body in typed_bodies(sample).get("add-gpu-metrics", {}).get("gpus", []):  # type: ignore[attr-defined]
         for key in ("freeMemory", "usedMemory", "totalMemory"):
             assert isinstance(body[key], int) and body[key] >= 0, body
         assert 0 <= body["gpuUtilization"] <= 100, body
@@ -232,7 +233,7 @@ def test_out_of_range_utilisation_is_left_out_and_reported() -> None:
     sampler.close()
     assert "sys.gpu.0.gpu_utilization" not in sample.metrics
     assert sample.metrics["sys.gpu.0.memory_utilization"] == 12
-    assert "add-gpu-metrics" not in sample.typed  # its utilisation is required
+    assert "add-gpu-metrics" not in typed_bodies(sample)  # its utilisation is required
     [event] = sample.events
     assert (event.kind, event.data) == (
         "gpu.error",

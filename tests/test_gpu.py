@@ -17,6 +17,7 @@ from agent.collect.gpu_devices import GpuIdentity, discover, select_devices
 from agent.collect.nvml import Nvml, NvmlUnavailable
 from agent.config import Settings
 from agent.errors import CollectorError, GpuLost
+from agent.lifecycle.samples import typed_bodies
 from tests.fakes.comet_server import CometStandIn
 from tests.fakes.nvml import (
     MIG_UUIDS,
@@ -136,7 +137,7 @@ def test_first_sample(sampler: GpuSampler) -> None:
     assert sample.events == []
     # The typed body: whole GPUs that report utilisation; the MIG-mode GPU has none, so it
     # is left out rather than sent as 0.
-    assert sample.typed == {
+    assert typed_bodies(sample) == {
         "add-gpu-metrics": {
             "gpus": [
                 {
@@ -182,7 +183,7 @@ def test_repeated_samples_follow_the_device(sampler: GpuSampler, fake: FakeNvml)
         "sys.gpu.0.memory_utilization": 70,
     }
     assert dict(sample.metrics) == expected
-    assert sample.typed["add-gpu-metrics"]["gpus"][0] == {  # type: ignore[index]
+    assert typed_bodies(sample)["add-gpu-metrics"]["gpus"][0] == {  # type: ignore[index]
         "gpuId": 0,
         "freeMemory": 40 * GiB,
         "usedMemory": 40 * GiB,
@@ -316,7 +317,7 @@ def test_visible_by_index_renumbers(fake: FakeNvml) -> None:
     assert sample.metrics["sys.gpu.0.mig.2.used_memory"] == 5 * GiB
     assert sample.metrics["sys.gpu.1.used_memory"] == 20 * GiB
     assert not any(name.startswith("sys.gpu.2") for name in sample.metrics)
-    assert sample.typed["add-gpu-metrics"]["gpus"][0]["gpuId"] == 1  # type: ignore[index]
+    assert typed_bodies(sample)["add-gpu-metrics"]["gpus"][0]["gpuId"] == 1  # type: ignore[index]
     assert [d.device.label for d in sampler.devices] == [
         "GPU 0 (nvidia-smi 2)",
         "GPU 1 (nvidia-smi 0)",
@@ -442,7 +443,7 @@ def test_a_gpu_lost_mid_run(sampler: GpuSampler, fake: FakeNvml) -> None:
     assert not any(name.startswith("sys.gpu.1.") for name in sample.metrics)
     assert sample.metrics["sys.gpu.0.used_memory"] == 20 * GiB
     assert sample.metrics["sys.gpu.2.mig.0.used_memory"] == 10 * GiB
-    assert [g["gpuId"] for g in sample.typed["add-gpu-metrics"]["gpus"]] == [0]  # type: ignore[index]
+    assert [g["gpuId"] for g in typed_bodies(sample)["add-gpu-metrics"]["gpus"]] == [0]  # type: ignore[index]
     later = sampler.collect()
     assert later.events == []
     assert later.metrics["sys.gpu.0.used_memory"] == 20 * GiB
@@ -659,7 +660,7 @@ def test_bodies_pass_the_stand_in(sampler: GpuSampler, server: CometStandIn) -> 
         for name, value in sample.metrics.items()
     ]
     with CometClient(api_key=CANARY_KEY, url_override=server.url, timeout_s=5) as client:
-        client.call("add-gpu-metrics", sample.typed["add-gpu-metrics"], experiment_key=KEY)
+        client.call("add-gpu-metrics", typed_bodies(sample)["add-gpu-metrics"], experiment_key=KEY)
         client.call("log-metric-batch", bodies.metric_batch(items), experiment_key=KEY)
         details = bodies.system_details(
             gpu_static_info=facts.static_info, additional=facts.additional

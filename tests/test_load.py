@@ -8,7 +8,9 @@ import pytest
 
 from agent.collect.base import Roots, Sample
 from agent.collect.load import LoadSampler, parse_loadavg
+from agent.collect.readings import LoadAverage
 from agent.errors import CollectorError, NoData
+from agent.lifecycle.samples import typed_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_800_000_000_000
@@ -31,9 +33,9 @@ def test_parse_loadavg_malformed(text: str) -> None:
 def test_sampler_both_channels(tree: str, load: float) -> None:
     """sys.load.avg and the Add Processor Load Metrics body, one timestamp."""
     sampler = LoadSampler(roots=Roots.under(FIXTURES / tree), clock=lambda: T0)
-    assert sampler.collect() == Sample(
-        T0, {"sys.load.avg": load}, {"add-load-metrics": {"loadAverage": load, "timestamp": T0}}
-    )
+    sample = sampler.collect()
+    assert sample == Sample(T0, {"sys.load.avg": load}, (LoadAverage(load),))
+    assert typed_bodies(sample) == {"add-load-metrics": {"loadAverage": load, "timestamp": T0}}
 
 
 def test_missing_file_is_nodata(tmp_path: Path) -> None:

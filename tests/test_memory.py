@@ -9,7 +9,9 @@ import pytest
 
 from agent.collect.base import HealthEvent, Roots, Sample
 from agent.collect.memory import Memory, MemorySampler, parse_meminfo
+from agent.collect.readings import RamUsage
 from agent.errors import CollectorError, NoData
+from agent.lifecycle.samples import typed_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_800_000_000_000
@@ -49,7 +51,11 @@ def test_parse_meminfo_malformed(text: str, match: str) -> None:
 
 def test_host_plain() -> None:
     """No limit on our scope: the host's figures, plus the scope's OOM count and PSI."""
-    assert sampler_on(FIXTURES / "host-plain").collect() == Sample(
+    sample = sampler_on(FIXTURES / "host-plain").collect()
+    assert typed_bodies(sample) == {
+        "add-ram-metrics": {"totalRam": 33_554_432_000, "usedRam": 8_388_608_000, "timestamp": T0}
+    }
+    assert sample == Sample(
         T0,
         {
             "sys.ram.total": 33_554_432_000,
@@ -59,13 +65,7 @@ def test_host_plain() -> None:
             "sys.ram.oom_kills": 0,
             "sys.ram.pressure.some_avg10": 0.0,
         },
-        {
-            "add-ram-metrics": {
-                "totalRam": 33_554_432_000,
-                "usedRam": 8_388_608_000,
-                "timestamp": T0,
-            }
-        },
+        (RamUsage(33_554_432_000, 8_388_608_000),),
     )
 
 
@@ -80,7 +80,7 @@ def test_cgroup2_limit_replaces_the_host() -> None:
         "sys.ram.oom_kills": 2,
         "sys.ram.pressure.some_avg10": 0.42,
     }
-    assert sample.typed == {
+    assert typed_bodies(sample) == {
         "add-ram-metrics": {"totalRam": 4_294_967_296, "usedRam": 1_409_286_144, "timestamp": T0}
     }
     assert sample.events == ()  # the 2 kills happened before we started

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.api import bodies
 from agent.collect.base import Sample
+from agent.collect.readings import CpuUsage
 from agent.lifecycle.samples import Channels, to_messages
 from agent.message import Kind
 
@@ -11,7 +11,7 @@ KEY = "k" * 32
 SAMPLE = Sample(
     timestamp_ms=1_700_000_000_123,
     metrics={"sys.cpu.percent.avg": 12.5, "sys.ram.used": 4_294_967_296},
-    typed={"add-cpu-metrics": bodies.cpu_metrics([12, 13], 1_700_000_000_123)},
+    readings=(CpuUsage((12, 13)),),
 )
 
 

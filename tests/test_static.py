@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from agent.api import bodies
 from agent.api.client import CometClient
 from agent.collect import static
 from agent.collect.base import Roots
 from agent.collect.cloud import CloudInfo
 from agent.collect.static import Target
 from agent.config import Settings
+from agent.lifecycle.facts import cloud_details_body, git_metadata_body
 from tests.fakes.cloud_metadata import MetadataServer
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY
@@ -41,7 +43,7 @@ def _client(server: CometStandIn) -> CometClient:
 def test_system_details_on_the_plain_host(client: CometClient, server: CometStandIn) -> None:
     """Every field comes from the fixture host and the target's interpreter; Comet accepts it."""
     target = Target(command=["python", "train.py", "--lr", "0.1"], pid=4242, python=sys.executable)
-    body, notes = static.system_details(
+    fields, notes = static.system_details(
         Settings(),
         target,
         comet_host=server.url,
@@ -50,6 +52,7 @@ def test_system_details_on_the_plain_host(client: CometClient, server: CometStan
         roots=PLAIN,
         env={},
     )
+    body = bodies.system_details(**fields)
     assert notes == []
     assert body["command"] == ["python", "train.py", "--lr", "0.1"]
     assert body["pid"] == 4242
@@ -98,9 +101,10 @@ def test_failing_facts_are_left_out_with_notes(
     """On an empty root every file-based fact is missing: each named in a note, none sent."""
     root = tmp_path / "empty"
     root.mkdir()
-    body, notes = static.system_details(
+    fields, notes = static.system_details(
         Settings(), Target(["bash", "run.sh"], pid=1), roots=Roots.under(root), env={}
     )
+    body = bodies.system_details(**fields)
     assert notes == [
         "python packages: bash is not a Python interpreter; listing the agent's own",
         f"cpu: {root}/proc/cpuinfo does not exist",
@@ -121,9 +125,10 @@ def test_failing_facts_are_left_out_with_notes(
 
 def test_the_agent_as_its_own_target() -> None:
     """Watching nothing else, the agent describes itself without a subprocess or a note."""
-    body, notes = static.system_details(
+    fields, notes = static.system_details(
         Settings(), Target.agent(), comet_host="127.0.0.1:9", roots=PLAIN, env={}
     )
+    body = bodies.system_details(**fields)
     assert notes == []
     assert (body["command"], body["pid"], body["executable"]) == (
         sys.argv,
@@ -159,15 +164,16 @@ def test_git_facts_are_accepted_by_comet(
     facts = static.git_facts(settings, cwd=Path("/"), env=genv)
     assert facts.notes == []
     assert facts.metadata is not None
-    assert facts.metadata["branch"] == "refs/heads/main"
-    assert facts.metadata["origin"] == "https://example.com/acme/agent.git"
-    assert facts.metadata["user"] == "Probe User"
-    assert facts.metadata["root"] == facts.metadata["parent"]
+    metadata = git_metadata_body(facts.metadata)
+    assert metadata["branch"] == "refs/heads/main"
+    assert metadata["origin"] == "https://example.com/acme/agent.git"
+    assert metadata["user"] == "Probe User"
+    assert metadata["root"] == metadata["parent"]
     assert facts.patch is not None
     with zipfile.ZipFile(io.BytesIO(facts.patch)) as zf:
         assert b"+print('hi')" in zf.read("git_diff.patch")
 
-    client.call("set-git-metadata", facts.metadata, experiment_key=KEY)
+    client.call("set-git-metadata", metadata, experiment_key=KEY)
     client.call("upload-git-patch", {}, experiment_key=KEY, file=facts.patch)
     assert len(server.received("upload-git-patch")) == 1
 
@@ -219,7 +225,7 @@ def test_cloud_details_only_when_asked(client: CometClient, server: CometStandIn
             dataclasses.replace(Settings(), cloud_probe=True), base_url=meta.url
         )
     assert found == CloudInfo("GCP", "a2-highgpu-8g", "us-central1", "us-central1-b")
-    client.call("set-cloud-details", found.body(), experiment_key=KEY)
+    client.call("set-cloud-details", cloud_details_body(found), experiment_key=KEY)
     assert server.received("set-cloud-details")[0].body == {
         "experimentKey": KEY,
         "provider": "GCP",

@@ -14,6 +14,7 @@ from agent.collect.cpu import CpuSampler
 from agent.collect.memory import MemorySampler
 from agent.collect.system import system_samplers
 from agent.config import Settings, replace
+from agent.lifecycle.samples import typed_bodies
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY
 
@@ -56,7 +57,7 @@ def send(client: CometClient, samples: list[Sample]) -> int:
     """Send samples the way the daemon will: typed bodies one by one, all metrics in one batch."""
     items = []
     for sample in samples:
-        for endpoint, body in sample.typed.items():
+        for endpoint, body in typed_bodies(sample).items():
             client.call(endpoint, body, experiment_key=KEY)
         items += [bodies.metric_item(k, v, sample.timestamp_ms) for k, v in sample.metrics.items()]
     client.call("log-metric-batch", bodies.metric_batch(items), experiment_key=KEY)

@@ -10,7 +10,8 @@ set-start-end-time).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from agent.collect.readings import GpuUsage
 
 Number = int | float
 
@@ -77,17 +78,6 @@ def load_metrics(
 ) -> dict[str, object]:
     """Body of ``add-load-metrics``: the 1-minute load average."""
     return {"loadAverage": load_1m, **_timing(timestamp_ms, context)}
-
-
-@dataclass(frozen=True)
-class GpuUsage:
-    """One device's entry in ``add-gpu-metrics``."""
-
-    gpu_id: int
-    free_bytes: int
-    used_bytes: int
-    total_bytes: int
-    utilization_percent: int
 
 
 def gpu_metrics(

@@ -1,8 +1,9 @@
 """What every collector shares: reading kernel files, the Sample it returns, the Sampler shape.
 
 A sampler's ``collect()`` returns a ``Sample``: the SDK's ``sys.*`` metric
-names with their values, the typed endpoint bodies (built with
-``agent.api.bodies``), health events, and the fields it found unsupported.
+names with their values, the readings behind the typed endpoints
+(``agent.collect.readings``: plain values; the wire bodies are built in
+``agent.lifecycle.samples``), health events, and the fields it found unsupported.
 All of it is stamped with one timestamp, taken when the reading was made. A
 sampler never logs and never touches the network; it returns data or raises
 an ``agent.errors.CollectorError``.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from agent.collect.readings import Reading
 from agent.errors import CollectorError, NoData
 
 Clock = Callable[[], int]  # integer ms since the epoch
@@ -103,7 +105,7 @@ class Sample:
 
     timestamp_ms: int
     metrics: Mapping[str, Number] = field(default_factory=dict)  # "sys.cpu.percent.avg": 12.5
-    typed: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # endpoint → body
+    readings: tuple[Reading, ...] = ()  # what the typed endpoints carry
     events: Sequence[HealthEvent] = ()
     unsupported: frozenset[str] = frozenset()  # fields left out: reported once, never sent as 0
 

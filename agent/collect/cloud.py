@@ -20,8 +20,6 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from agent.api import bodies
-
 METADATA_URL = "http://169.254.169.254"
 BUDGET_S = 1.0
 _AZURE_API = "2021-02-01"
@@ -36,12 +34,6 @@ class CloudInfo:
     instance_type: str
     region: str | None = None
     zone: str | None = None
-
-    def body(self) -> dict[str, object]:
-        """The set-cloud-details body."""
-        return bodies.cloud_details(
-            self.provider, instance_type=self.instance_type, region=self.region, zone=self.zone
-        )
 
     def facts(self) -> list[tuple[str, object]]:
         """Additional system-info facts: the provider and the instance type."""

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 
 import psutil
 
-from agent.api import bodies
 from agent.collect.base import Clock, Number, Roots, Sample
 from agent.collect.cgroup import (
     Cgroup,
@@ -34,6 +33,7 @@ from agent.collect.cgroup import (
     read_cpu_stat,
     read_pressure,
 )
+from agent.collect.readings import CpuUsage
 from agent.errors import CollectorError, NoData
 from agent.message import now_ms
 
@@ -122,12 +122,8 @@ class CpuSampler:
             metrics[PRESSURE] = read_pressure(cg, "cpu", self._roots)
         except CollectorError:
             unsupported.add(PRESSURE)  # no PSI on this kernel (or in this cgroup)
-        typed = {
-            "add-cpu-metrics": bodies.cpu_metrics(
-                [min(100, max(0, round(p))) for p in percents], stamp
-            )
-        }
-        return Sample(stamp, metrics, typed, unsupported=frozenset(unsupported))
+        usage = CpuUsage(tuple(min(100, max(0, round(p))) for p in percents))
+        return Sample(stamp, metrics, (usage,), unsupported=frozenset(unsupported))
 
     @staticmethod
     def _quota_rates(

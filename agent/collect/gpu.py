@@ -22,12 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.api import bodies
 from agent.collect.base import Clock, HealthEvent, Number, Sample
 from agent.collect.gpu_devices import Device, ReportedGpu, discover
 from agent.collect.gpu_health import GpuHealth, throttling
 from agent.collect.gpu_types import GpuReading, GpuStatic
 from agent.collect.nvml import Nvml, NvmlStuck, NvmlUnavailable, SampleDeadline, StaleHandle
+from agent.collect.readings import GpuUsage, GpuUsages
 from agent.config import Settings
 from agent.errors import CollectorError, GpuLost, NoData
 from agent.message import now_ms
@@ -174,7 +174,7 @@ class GpuSampler:
         if not self._gpus:
             raise GpuLost("every reported GPU is lost; restart the agent once nvidia-smi sees them")
         metrics: dict[str, Number] = {}
-        usages: list[bodies.GpuUsage] = []
+        usages: list[GpuUsage] = []
         unsupported: set[str] = set()
         events = self._poll_xid(ts)
         pids: set[int] | None = None
@@ -194,15 +194,15 @@ class GpuSampler:
         events += found
         if not metrics and not events:
             raise first_error or CollectorError("no GPU gave a reading")
-        typed = {"add-gpu-metrics": bodies.gpu_metrics(usages, ts)} if usages else {}
-        return Sample(ts, metrics, typed, events, frozenset(unsupported))
+        readings = (GpuUsages(tuple(usages)),) if usages else ()
+        return Sample(ts, metrics, readings, events, frozenset(unsupported))
 
     def _sample_all(
         self,
         ts: int,
         pids: set[int] | None,
         metrics: dict[str, Number],
-        usages: list[bodies.GpuUsage],
+        usages: list[GpuUsage],
         unsupported: set[str],
     ) -> tuple[list[HealthEvent], CollectorError | None]:
         events: list[HealthEvent] = []
@@ -294,7 +294,7 @@ class GpuSampler:
         ts: int,
         pids: set[int] | None,
         metrics: dict[str, Number],
-        usages: list[bodies.GpuUsage],
+        usages: list[GpuUsage],
         unsupported: set[str],
     ) -> list[HealthEvent]:
         dev = gpu.device
@@ -307,7 +307,7 @@ class GpuSampler:
             and reading.free_bytes is not None
         ):
             usages.append(
-                bodies.GpuUsage(
+                GpuUsage(
                     gpu_id=dev.position,
                     free_bytes=reading.free_bytes,
                     used_bytes=reading.used_bytes,

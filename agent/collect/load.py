@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from agent.api import bodies
 from agent.collect.base import Clock, Roots, Sample, read_small
+from agent.collect.readings import LoadAverage
 from agent.errors import CollectorError
 from agent.message import now_ms
 
@@ -34,9 +34,7 @@ class LoadSampler:
         """Read the load average now."""
         stamp = self._clock()  # stamped when observed; the sender never re-stamps
         load = parse_loadavg(read_small(self._path))
-        return Sample(
-            stamp, {"sys.load.avg": load}, {"add-load-metrics": bodies.load_metrics(load, stamp)}
-        )
+        return Sample(stamp, {"sys.load.avg": load}, (LoadAverage(load),))
 
     def close(self) -> None:
         """Nothing to release."""

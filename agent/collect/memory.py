@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.api import bodies
 from agent.collect.base import Clock, HealthEvent, Number, Roots, Sample, read_small
 from agent.collect.cgroup import (
     Cgroup,
@@ -31,6 +30,7 @@ from agent.collect.cgroup import (
     read_pressure,
     working_set,
 )
+from agent.collect.readings import RamUsage
 from agent.errors import CollectorError
 from agent.message import now_ms
 
@@ -129,8 +129,8 @@ class MemorySampler:
             metrics[PRESSURE] = read_pressure(cg, "memory", self._roots)
         except CollectorError:
             unsupported.add(PRESSURE)
-        typed = {"add-ram-metrics": bodies.ram_metrics(mem.total, mem.used, stamp)}
-        return Sample(stamp, metrics, typed, tuple(events), frozenset(unsupported))
+        usage = RamUsage(mem.total, mem.used)
+        return Sample(stamp, metrics, (usage,), tuple(events), frozenset(unsupported))
 
     def close(self) -> None:
         """Nothing to release."""

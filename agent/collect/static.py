@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.api import bodies
 from agent.collect import cloud, git, host, ospackages, packages
 from agent.collect.base import Roots
 from agent.config import Settings
@@ -39,9 +38,9 @@ class Target:
 
 @dataclass(frozen=True)
 class GitFacts:
-    """What the repository gives: the metadata body, the zipped patch, notes for the log."""
+    """What the repository gives: its metadata, the zipped patch, notes for the log."""
 
-    metadata: dict[str, object] | None
+    metadata: git.GitInfo | None
     patch: bytes | None  # a zip with one member, git_diff.patch
     notes: list[str]
 
@@ -136,7 +135,7 @@ def system_details(
         notes.append(f"network interfaces: {exc}")
     if gpu_static_info is not None:
         details["gpu_static_info"] = [dict(g) for g in gpu_static_info]
-    return bodies.system_details(**details), notes
+    return details, notes
 
 
 def git_facts(settings: Settings, cwd: Path, env: Mapping[str, str] | None = None) -> GitFacts:
@@ -152,13 +151,7 @@ def git_facts(settings: Settings, cwd: Path, env: Mapping[str, str] | None = Non
         return GitFacts(None, None, [str(exc)])
     if settings.git_metadata:
         notes += info_notes
-        metadata = bodies.git_metadata(
-            user=info.user,
-            root=info.root,
-            branch=info.branch,
-            parent=info.parent,
-            origin=info.origin,
-        )
+        metadata = info
     patch = None
     if settings.git_patch:
         try:

@@ -13,6 +13,7 @@ from agent.collect.base import Roots, Sample, Sampler
 from agent.config import Settings
 from agent.errors import CollectorError
 from agent.lifecycle.facts import gather
+from agent.lifecycle.samples import typed_bodies
 from agent.message import now_ms
 
 SAMPLE_WAIT_S = 1.0  # utilisation and rates are measured over this much time
@@ -103,7 +104,7 @@ def sample(args: argparse.Namespace, settings: Settings) -> int:
                         name: {
                             "timestamp_ms": s.timestamp_ms,
                             "metrics": dict(s.metrics),
-                            "typed": {k: dict(v) for k, v in s.typed.items()},
+                            "typed": typed_bodies(s),
                             "unsupported": sorted(s.unsupported),
                             "events": [e.message for e in s.events],
                         }
@@ -120,7 +121,7 @@ def sample(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name} (at {human.stamp(s.timestamp_ms)}):")
         for metric, value in s.metrics.items():
             print(f"  {metric:<40} {human.metric(metric, value)}")
-        for endpoint, body in s.typed.items():
+        for endpoint, body in typed_bodies(s).items():
             shown = ", ".join(
                 f"{k} {human.field(k, v)}" for k, v in body.items() if k != "timestamp"
             )

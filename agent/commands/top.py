@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from agent import human
 from agent.collect.base import Sample, Sampler
+from agent.collect.readings import CpuUsage
 from agent.config import Settings
 from agent.errors import CollectorError, UsageError
 from agent.lifecycle.state import read_status
@@ -89,8 +90,8 @@ def screen(
             if not metric.startswith("sys.cpu.percent.") or metric.endswith(".avg")
         ]
         lines.append(f"{name:<8} " + " · ".join(cells))
-        cores = sample.typed.get("add-cpu-metrics", {}).get("cpuPercentUtilization")
-        if isinstance(cores, list) and len(cores) > 1:
+        cores = next((r.percents for r in sample.readings if isinstance(r, CpuUsage)), ())
+        if len(cores) > 1:
             lines.append(f"{'cores':<8} " + " ".join(f"{c:>3.0f}" for c in cores[:64]))
     if gpu_note:
         lines.append(f"{'gpu':<8} {gpu_note[0]}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.api import bodies
@@ -20,6 +21,10 @@ from agent.config import Settings
 from agent.errors import CollectorError
 from agent.lifecycle.multinode import Identity
 from agent.message import Kind, Message
+
+if TYPE_CHECKING:
+    from agent.collect.cloud import CloudInfo
+    from agent.collect.git import GitInfo
 
 
 @dataclass(frozen=True)
@@ -65,22 +70,33 @@ def gather(
     details: dict[str, object] = {}
     if settings.system_details:
         target = static.Target(command=list(command), pid=pid, python=python)
-        details, more = static.system_details(
+        fields, more = static.system_details(
             settings, target, extra_info=extra, gpu_static_info=gpu_static_info, roots=roots
         )
+        details = bodies.system_details(**fields)
         notes.extend(more)
-    metadata = patch = None
+    metadata: dict[str, object] | None = None
+    patch = None
     if with_git and (settings.git_metadata or settings.git_patch):
         git = static.git_facts(settings, settings.git_directory or Path.cwd())
-        metadata, patch = git.metadata, git.patch
+        metadata = None if git.metadata is None else git_metadata_body(git.metadata)
+        patch = git.patch
         notes.extend(git.notes)
-    return StartFacts(
-        details,
-        metadata,
-        patch,
-        script_path(command),
-        cloud.body() if cloud is not None else None,
-        tuple(notes),
+    cloud_body = None if cloud is None else cloud_details_body(cloud)
+    return StartFacts(details, metadata, patch, script_path(command), cloud_body, tuple(notes))
+
+
+def git_metadata_body(info: GitInfo) -> dict[str, object]:
+    """The set-git-metadata body for what the repository gave."""
+    return bodies.git_metadata(
+        user=info.user, root=info.root, branch=info.branch, parent=info.parent, origin=info.origin
+    )
+
+
+def cloud_details_body(cloud: CloudInfo) -> dict[str, object]:
+    """The set-cloud-details body for what the metadata service said."""
+    return bodies.cloud_details(
+        cloud.provider, instance_type=cloud.instance_type, region=cloud.region, zone=cloud.zone
     )
 
 

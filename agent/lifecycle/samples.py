@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from agent.api import bodies
 from agent.collect.base import Sample
+from agent.collect.readings import CpuUsage, GpuUsages, LoadAverage, RamUsage, Reading
 from agent.message import Kind, Message
 
 
@@ -42,12 +43,29 @@ def to_messages(sample: Sample, experiment_key: str, channels: Channels) -> list
             )
         )
     if channels.typed:
-        for endpoint, body in sample.typed.items():
-            full = dict(body)
-            if channels.context is not None:
-                full["context"] = channels.context
-            out.append(Message(endpoint, experiment_key, full, stamp, Kind.SAMPLE))
+        for endpoint, body in typed_bodies(sample, channels.context).items():
+            out.append(Message(endpoint, experiment_key, body, stamp, Kind.SAMPLE))
     return out
+
+
+def typed_bodies(sample: Sample, context: str | None = None) -> dict[str, dict[str, object]]:
+    """Return the typed endpoints' bodies for a sample's readings, keyed by endpoint name."""
+    return dict(typed_body(r, sample.timestamp_ms, context) for r in sample.readings)
+
+
+def typed_body(
+    reading: Reading, timestamp_ms: int, context: str | None = None
+) -> tuple[str, dict[str, object]]:
+    """Return (endpoint, body) for one reading, stamped with its sample's time."""
+    match reading:
+        case CpuUsage(percents):
+            return "add-cpu-metrics", bodies.cpu_metrics(percents, timestamp_ms, context)
+        case RamUsage(total, used):
+            return "add-ram-metrics", bodies.ram_metrics(total, used, timestamp_ms, context)
+        case LoadAverage(one_minute):
+            return "add-load-metrics", bodies.load_metrics(one_minute, timestamp_ms, context)
+        case GpuUsages(gpus):
+            return "add-gpu-metrics", bodies.gpu_metrics(gpus, timestamp_ms, context)
 
 
 def _name(name: str, prefix: str | None) -> str:
