@@ -284,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _common(status)
 
-    report = add("report", "agent.report.page:command", "draw a run as a self-contained HTML page")
+    report = add(
+        "report", "agent.commands.report:command", "draw a run as a self-contained HTML page"
+    )
     report.add_argument(
         "path",
         nargs="?",
@@ -311,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(top)
 
-    doctor = add("doctor", "agent.doctor.server:command", "check the set-up and say how to fix it")
+    doctor = add(
+        "doctor", "agent.commands.doctor:command", "check the set-up and say how to fix it"
+    )
     doctor.add_argument("--json", action="store_true", help="print JSON")
     _common(doctor)
     return parser

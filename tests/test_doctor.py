@@ -15,8 +15,9 @@ import pytest
 
 from agent.config import Settings
 from agent.delivery.outbox import Outbox
+from agent.doctor.check import FAIL, OK, SKIP, WARN
 from agent.doctor.local import gpu_check
-from agent.doctor.server import FAIL, OK, SKIP, WARN, tls_check
+from agent.doctor.server import tls_check
 from agent.message import Kind, Message
 from tests.agent_process import AgentProcess
 from tests.fakes import nvml as fake_nvml

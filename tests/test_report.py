@@ -15,9 +15,9 @@ import pytest
 
 from agent.api import bodies
 from agent.archive import dump_line
+from agent.commands.report import command
 from agent.config import load_settings
 from agent.delivery.sinks.offline import OfflineSink
-from agent.report.page import command
 from agent.report.svg import TOP, downsample, nice_scale
 from tests.helpers import clean_env, run_agent
 from tests.offline_day import EVIL, metric_line, write_day
@@ -192,7 +192,7 @@ def test_png_legend_sits_above_the_plot(tmp_path: Path) -> None:
     """The legend is drawn above the axes (level with the title), not on the 100 % line."""
     matplotlib = pytest.importorskip("matplotlib", reason="the png extra is not installed")
     from agent.report.data import load
-    from agent.report.page import panels
+    from agent.report.panels import panels
     from agent.report.png import render_png
 
     archive = write_day(tmp_path / "short.zip", seconds=60, cores=4, more=True)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from agent.collect.base import Roots
 from agent.config import CREDENTIAL_NAME, Settings
 from agent.delivery.outbox_db import DEAD, LEASED, READY
-from agent.doctor.server import FAIL, OK, SKIP, WARN, Check
+from agent.doctor.check import FAIL, OK, SKIP, WARN, Check
 from agent.errors import CollectorError, NoData
 from agent.lifecycle.state import OUTBOX_NAME
 

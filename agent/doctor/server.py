@@ -1,107 +1,18 @@
-"""``comet-agent doctor``: check the set-up, one line per check, each problem with its fix.
-
-Checks, in order: the configuration, the API key (its source, never its
-value), the server (reachable, round trip, a harmless authenticated read,
-the clock against the server's ``Date`` header), TLS settings, NVML, cgroup
-limits, git, the state and offline directories (mode, owner, space), the
-outbox (read-only: opening it as the ``Outbox`` class would release a running
-agent's leases), the agent running there (its status snapshot), and systemd's
-socket and credential. Without an API key the
-agent runs offline, so the server checks are skipped with a note.
-
-Exit status: 0 when no check failed (warnings allowed), 1 when one did; a bad
-flag or configuration is 2, as for every command (``cli.main``).
-"""
+"""The doctor's server checks: configuration, the API key (its source, never its value),
+the server (reachable, round trip, an authenticated read, the clock), TLS settings."""
 
 from __future__ import annotations
 
-import argparse
 import email.utils
-import json
-import os
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.api.client import CometClient
-from agent.collect.base import Roots
 from agent.config import Settings
+from agent.doctor.check import FAIL, OK, SKIP, WARN, Check
 from agent.errors import ApiError, AuthError, TransportError
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 SKEW_WARN_S = 2.0  # beyond this, sample timestamps would sit visibly off the server's
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check's verdict: a line for a human, the fix when it is not ok."""
-
-    name: str
-    status: str  # ok, warn, fail or skip
-    detail: str
-    fix: str | None = None
-    data: Mapping[str, object] = field(default_factory=dict)
-
-
-def command(args: argparse.Namespace, settings: Settings) -> int:
-    """Run every check, print them; return 1 when any failed, else 0."""
-    checks = run_checks(settings)
-    failed = any(c.status == FAIL for c in checks)
-    if args.json:
-        print(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}, indent=2))
-    else:
-        print(render(checks))
-    return 1 if failed else 0
-
-
-def run_checks(
-    settings: Settings,
-    *,
-    environ: Mapping[str, str] | None = None,
-    roots: Roots = Roots(),
-    gpu_lib: object = None,
-    cwd: Path | None = None,
-) -> list[Check]:
-    """Return every check's verdict; `gpu_lib` is the pynvml module (tests pass the fake)."""
-    from agent.doctor import local
-
-    env = os.environ if environ is None else environ
-    return [
-        config_check(settings),
-        key_check(settings),
-        *server_checks(settings),
-        tls_check(settings),
-        local.gpu_check(settings, gpu_lib, env),
-        local.cgroup_check(roots),
-        local.git_check(settings, cwd or Path.cwd()),
-        local.directory_check(
-            "state-dir",
-            settings.state_directory,
-            "--state-dir or [agent] state_directory",
-            settings.outbox_max_bytes,
-        ),
-        local.directory_check(
-            "offline-dir", settings.offline_directory, "[comet] offline_directory", 0
-        ),
-        local.outbox_check(settings.state_directory),
-        local.agent_check(settings.state_directory),
-        local.systemd_check(settings, env),
-    ]
-
-
-def render(checks: list[Check]) -> str:
-    """One line per check, the fix on the same line; a count at the end."""
-    width = max(len(c.name) for c in checks)
-    lines = []
-    for c in checks:
-        fix = f"; fix: {c.fix}" if c.fix and c.status in (FAIL, WARN) else ""
-        lines.append(f"{c.status.upper():<4}  {c.name:<{width}}  {c.detail}{fix}")
-    counts = {s: sum(c.status == s for c in checks) for s in (OK, WARN, FAIL, SKIP)}
-    warnings = f"{counts[WARN]} warning{'' if counts[WARN] == 1 else 's'}"
-    lines.append(f"{counts[OK]} ok, {warnings}, {counts[FAIL]} failed, {counts[SKIP]} skipped")
-    return "\n".join(lines)
 
 
 # -- configuration and key -------------------------------------------------------------------

@@ -1,12 +1,4 @@
-"""comet-agent report: one run as a self-contained HTML page (or, with --png, an image).
-
-The source is an offline archive (a zip, or the partial directory of a run
-still going or cut short); with no PATH, the newest one in the offline
-directory, its ``uploaded/`` folder, or its ``online/`` folder (the local
-copies online agents keep with ``local_copy``). A state directory names its
-agent's archive in ``status.json``: an offline agent's, or an online agent's
-local copy. Without a local copy an online agent has nothing to draw: its
-outbox only holds what has not been sent yet, never the whole run.
+"""The report page: one run as self-contained HTML.
 
 The page needs no network: inline CSS, inline SVG charts drawn here
 (``agent.report.svg``), no script. It shows CPU (per core when known, else
@@ -17,188 +9,16 @@ output, HTML-escaped.
 
 from __future__ import annotations
 
-import argparse
 import html
-import importlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from agent import __version__, human
-from agent.archive import find_archives
-from agent.archive.format import PARTIAL_SUFFIX
-from agent.config import Settings
-from agent.errors import UsageError
-from agent.lifecycle.state import STATUS_NAME, read_status
-from agent.report.data import FIRST_MS, LAST_MS, RunData, Series, load
+from agent.report.data import FIRST_MS, LAST_MS, RunData
+from agent.report.panels import GIB, Panel, panels
 from agent.report.style import CSS
-from agent.report.svg import Line, chart, elapsed, heatmap
-
-GIB = float(1 << 30)
-_GPU = re.compile(r"^sys\.gpu\.(\d+)\.")
-LOCAL_COPY_HINT = "--local-copy (or [comet] local_copy = true)"
-PNG_HINT = "--png needs matplotlib: pip install 'comet-agent[png]'"
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One chart: title, unit, lines, a fixed top of the scale (percent: 100), how to draw it."""
-
-    title: str
-    unit: str
-    lines: list[Line]
-    y_max: float | None = None
-    group: str = "System"  # the page section it belongs to
-    heatmap: bool = False  # one row per line (per-core CPU) instead of lines
-    note: str = ""
-
-    @property
-    def anchor(self) -> str:
-        """The figure's id, for the table of contents."""
-        return "c-" + re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
-
-
-def command(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``comet-agent report [PATH] [-o FILE] [--png]``."""
-    source = _source(Path(args.path).expanduser() if args.path else None, settings)
-    output = Path(args.output or ("report.png" if args.png else "report.html")).expanduser()
-    if args.png:
-        try:
-            importlib.import_module("matplotlib")
-        except ImportError:
-            raise UsageError(PNG_HINT) from None
-    data = load(source)
-    if args.png:
-        from agent.report.png import render_png
-
-        render_png(data, panels(data), output)
-    else:
-        output.write_text(render_html(data), encoding="utf-8")
-    size_kb = output.stat().st_size / 1024
-    print(f"report of {source} written to {output} ({size_kb:,.0f} KB)")
-    return 0
-
-
-def _source(path: Path | None, settings: Settings) -> Path:
-    if path is not None and not path.exists():
-        raise UsageError(f"no such archive: {path}; give a .zip or a .partial directory")
-    if path is not None and (path.is_file() or path.name.endswith(PARTIAL_SUFFIX)):
-        return path
-    if path is not None and (path / STATUS_NAME).is_file():
-        return _from_state(path)
-    if path is None:
-        folders = [settings.offline_directory, settings.local_copy_directory]
-    else:
-        folders = [path]
-    found = [p for f in folders for sub in (f, f / "uploaded") for p in find_archives(sub)]
-    if not found:
-        raise UsageError(
-            f"{folders[0]} holds no archive; give a .zip or .partial path, or a state directory "
-            f"(online agents keep one only with {LOCAL_COPY_HINT})"
-        )
-    return max(found, key=lambda p: p.stat().st_mtime)
-
-
-def _from_state(state: Path) -> Path:
-    """The archive the agent on `state` writes (offline) or keeps as a local copy (online)."""
-    snapshot = read_status(state) or {}
-    archive = snapshot.get("archive")
-    if isinstance(archive, str) and Path(archive).exists():
-        return Path(archive)
-    if isinstance(archive, str):
-        raise UsageError(f"the archive of the agent on {state}, {archive}, is gone")
-    raise UsageError(
-        f"the agent on {state} keeps no archive: it sends online without a local copy; "
-        f"start it with {LOCAL_COPY_HINT} to draw its runs"
-    )
-
-
-def _line(label: str, series: Series, scale: float = 1.0, unit: str = "") -> Line:
-    values = series.values if scale == 1.0 else [v / scale for v in series.values]
-    hover = (lambda v: f"{v:,.2f} {unit}") if unit else None
-    return Line(label, series.times, values, hover)
-
-
-def _busiest(cores: list[Series]) -> Line | None:
-    """The busiest core at each sample (cores sampled together share their timestamps)."""
-    if len(cores) < 2 or len({len(c.times) for c in cores}) != 1:
-        return None
-    top = list(map(max, zip(*(c.values for c in cores), strict=True)))
-    return Line("busiest core", cores[0].times, top)
-
-
-def _ram(data: RunData) -> Panel | None:
-    used, total = data.get("sys.ram.used"), data.get("sys.ram.total")
-    if used is None:
-        return None
-    if total is None or not max(total.values):
-        return Panel("RAM used", "GiB", [_line("used", used, GIB)])
-    totals = total.values if len(total.values) == len(used.values) else None
-    last = total.values[-1] or max(total.values)  # never 0: the check above
-    percent = [
-        100.0 * u / (totals[i] if totals and totals[i] else last) for i, u in enumerate(used.values)
-    ]
-    biggest = max(total.values)
-    line = Line(
-        "used", used.times, percent, lambda p: f"{p:.1f} % ({p * biggest / 100 / GIB:,.1f} GiB)"
-    )
-    return Panel(f"RAM used (of {human.size(biggest)})", "%", [line], 100.0)
-
-
-def panels(data: RunData) -> list[Panel]:
-    """Return the charts this run has data for: system, disk and network, process, GPUs."""
-    out: list[Panel] = []
-    names = sorted(
-        (n for n in data.series if n.removeprefix("sys.cpu.percent.").isdigit()),
-        key=lambda n: int(n.rsplit(".", 1)[1]),
-    )
-    cores = [data.series[n] for n in names]
-    per_core = [_line(f"core {int(n.rsplit('.', 1)[1])}", data.series[n]) for n in names]
-    cpu: list[Line] = []
-    if avg := data.get("sys.cpu.percent.avg"):
-        cpu.append(_line("average", avg))
-    if (busiest := _busiest(cores)) is not None:
-        cpu.append(busiest)
-    if not cpu and per_core:
-        cpu = per_core
-    if cpu:
-        note = f"{len(cores)} cores: the busiest one at each sample" if busiest else ""
-        out.append(Panel("CPU utilisation", "%", cpu, 100.0, note=note))
-    if len(per_core) > 1:
-        out.append(Panel("CPU per core", "%", per_core, 100.0, heatmap=True))
-    if (ram := _ram(data)) is not None:
-        out.append(ram)
-    if load_avg := data.get("sys.load.avg"):
-        out.append(Panel("Load average (1 min)", "load", [_line("load", load_avg)]))
-    for title, unit, scale, group, fields, top in (
-        ("Disk I/O", "MB/s", 1e6, "Disk and network",
-         (("read", "sys.disk.read_bps"), ("write", "sys.disk.write_bps")), None),
-        ("Disk used (root)", "%", 1.0, "Disk and network",
-         (("used", "sys.disk.root.percent.used"),), 100.0),
-        ("Network", "MB/s", 1e6, "Disk and network",
-         (("received", "sys.network.receive_bps"), ("sent", "sys.network.send_bps")), None),
-        ("Process CPU", "%", 1.0, "Watched process",
-         (("CPU (100 % = one core)", "sys.process.cpu_percent"),), None),
-        ("Process memory (RSS)", "GiB", GIB, "Watched process",
-         (("RSS", "sys.process.rss_bytes"),), None),
-    ):  # fmt: skip
-        lines = [_line(label, s, scale, unit) for label, name in fields if (s := data.get(name))]
-        if lines:
-            out.append(Panel(title, unit, lines, top, group=group))
-    gpus = sorted({int(m[1]) for n in data.series if (m := _GPU.match(n))})
-    for title, field, unit, scale, top in (
-        ("GPU utilisation", "gpu_utilization", "%", 1.0, 100.0),
-        ("GPU memory used", "used_memory", "GiB", GIB, _gpu_memory_gib(data, gpus)),
-        ("GPU power", "power_usage", "W", 1000.0, None),
-        ("GPU temperature", "temperature", "°C", 1.0, None),
-    ):
-        lines = [_line(f"GPU {i}", s, scale, unit) for i in gpus
-                 if (s := data.get(f"sys.gpu.{i}.{field}"))]  # fmt: skip
-        if lines:
-            out.append(Panel(title, unit, lines, top, group="GPUs"))
-    return out
+from agent.report.svg import chart, elapsed, heatmap
 
 
 def _gpu_note(data: RunData) -> str:
@@ -210,16 +30,6 @@ def _gpu_note(data: RunData) -> str:
         "No GPU metrics in this archive: no NVIDIA GPU was found (or the driver's NVML "
         "library was missing), or GPU sampling was off."
     )
-
-
-def _gpu_memory_gib(data: RunData, gpus: list[int]) -> float | None:
-    """The largest GPU's memory, so the chart shows how full the GPUs were."""
-    totals = [max(s.values) for i in gpus if (s := data.get(f"sys.gpu.{i}.total_memory"))]
-    static = data.facts.get("gpu_static_info", {}).get("gpu_static_info")
-    for gpu in static if isinstance(static, list) else []:
-        if isinstance(gpu, dict) and isinstance(gpu.get("total_memory"), int):
-            totals.append(float(gpu["total_memory"]))
-    return max(totals) / GIB if totals else None
 
 
 def _time_span(data: RunData) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from agent.report.svg import HEAT, PALETTE, bucketize, tick_label, tick_step_s
 
 if TYPE_CHECKING:
     from agent.report.data import RunData
-    from agent.report.page import Panel
+    from agent.report.panels import Panel
 
 
 def render_png(data: RunData, panels: list[Panel], output: Path) -> None:
