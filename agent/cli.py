@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--path",
         dest="endpoint_path",
         metavar="PATH",
-        help="path after the base, for endpoints whose path SPEC.md leaves unknown",
+        help="path after the base, for endpoints whose path docs/comet-wire.md leaves unknown",
     )
     api.add_argument(
         "--dry-run",

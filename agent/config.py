@@ -1,6 +1,6 @@
 """One frozen Settings, merged from every source the agent honours, each value validated.
 
-Precedence, lowest first (SPEC.md §5 for the SDK's part):
+Precedence, lowest first (wire §5 for the SDK's part):
 
 1. built-in defaults (the ``OPTIONS`` table below);
 2. TOML: ``/etc/comet-agent/config.toml`` then ``~/.config/comet-agent/config.toml``, or
@@ -673,7 +673,7 @@ def _check_key(key: str, source: str) -> str:
 
 
 def _url_from_key(key: str) -> str | None:
-    """Return the server that an API key of the form ``<key>*<base64 JSON>`` names (SPEC §1.1)."""
+    """Return the server that an API key of the form ``<key>*<base64 JSON>`` names (wire §1.1)."""
     _, star, tail = key.partition("*")
     if not star or not tail:
         return None

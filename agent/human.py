@@ -1,6 +1,6 @@
 """Values in the units people read: 23.5 GiB, 1.2 MB/s, 37 %, 215 W, 2026-12-04 12:16:53 UTC.
 
-The wire keeps SPEC.md's units (bytes, bytes per second, milliwatts, epoch
+The wire keeps the wire notes' units (bytes, bytes per second, milliwatts, epoch
 ms); these helpers are for what a person reads: ``sample``, ``sysinfo``,
 the report's facts and the upload progress line. Sizes use binary units
 (GiB, as ``free -h`` and nvidia-smi), rates decimal (MB/s, as ``iostat``).

@@ -208,7 +208,7 @@ def measure(
             for agent in agents.values():
                 agent.stop()
         if server.violations:
-            raise RuntimeError(f"SPEC violations: {server.violations[:3]}")
+            raise RuntimeError(f"wire violations: {server.violations[:3]}")
 
     def usage(k: str) -> Usage:
         return Usage((cpu1[k] - cpu0[k]) / window * 3600, rss[k], at)

@@ -182,7 +182,7 @@ def drain_rows(sizes: Sizes) -> list[Row]:
             _met(r.drain_rate >= 1_000 and r.drained and not r.violations),
             f"{r.drain_rate:,.0f} msg/s, {r.requests / r.drain_s:,.0f} req/s, "
             f"{r.sent / max(r.requests, 1):.1f} msg/request; drained={r.drained}, "
-            f"{len(r.violations)} SPEC violations",
+            f"{len(r.violations)} wire violations",
         ),
     ]
 

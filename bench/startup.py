@@ -116,7 +116,7 @@ def measure(runs: int = 15, *, online: bool, comet: str = "up") -> Startup:
                 sides["bare"].append(launch(bare, env))
                 sides["wrapped"].append(launch(wrapped, env))
             if server is not None and server.violations and comet == "up":
-                raise RuntimeError(f"SPEC violations: {server.violations[:3]}")
+                raise RuntimeError(f"wire violations: {server.violations[:3]}")
         finally:
             if server is not None:
                 server.stop()

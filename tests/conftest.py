@@ -32,7 +32,7 @@ def _reap_agents() -> Iterator[None]:
 
 @pytest.fixture(name="server")
 def _server() -> Iterator[CometStandIn]:
-    """A stand-in that accepts only the canary key; every test ends with no SPEC breach."""
+    """A stand-in that accepts only the canary key; every test ends with no wire breach."""
     with CometStandIn(api_key=CANARY_KEY, known_keys=TEST_KEYS) as server:
         yield server
     assert server.violations == [], server.violations

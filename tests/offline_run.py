@@ -17,7 +17,7 @@ Msg = tuple[str, dict[str, object], bytes | None]
 
 
 def patch_zip(text: str = "diff --git a/x b/x\n+hello\n") -> bytes:
-    """A git patch the way SPEC §3.5 ships it: a zip holding git_diff.patch."""
+    """A git patch the way wire §3.5 ships it: a zip holding git_diff.patch."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         # A fixed date: two calls give the same bytes, whatever second they run in.

@@ -1,4 +1,4 @@
-"""The tests' own reading of SPEC.md §6 (offline archives), independent of agent.archive.format.
+"""The tests' own reading of wire §6 (offline archives), independent of agent.archive.format.
 
 A test that checked the writer against the writer's own rules could not
 fail, so this module restates §6.2/§6.3 from the text: required keys,
@@ -42,7 +42,7 @@ def is_number(v: object) -> bool:
 
 
 def line_violations(raw: bytes, members: set[str] | None = None) -> list[str]:
-    """What in one messages.json line breaks SPEC §6.3 (raw bytes, without the newline)."""
+    """What in one messages.json line breaks wire §6.3 (raw bytes, without the newline)."""
     try:
         text = raw.decode("utf-8")
         obj = json.loads(text)
@@ -55,7 +55,7 @@ def line_violations(raw: bytes, members: set[str] | None = None) -> list[str]:
         return [*out, "line must be {payload, type}"]
     kind, payload = obj["type"], obj["payload"]
     if kind not in BOLD:
-        return [*out, f"type {kind!r} is not one SPEC lists"]
+        return [*out, f"type {kind!r} is not one the wire notes list"]
     out += [f"{kind}: {k} missing" for k in BOLD[kind] if k not in payload]
     if "message_id" in payload and not is_int(payload["message_id"]):
         out.append("message_id not an int")
@@ -99,7 +99,7 @@ def line_violations(raw: bytes, members: set[str] | None = None) -> list[str]:
 
 
 def experiment_violations(obj: object) -> list[str]:
-    """What in experiment.json breaks SPEC §6.2."""
+    """What in experiment.json breaks wire §6.2."""
     if not isinstance(obj, dict):
         return ["not an object"]
     out = [f"{k} missing" for k in EXPERIMENT_REQUIRED if k not in obj]
@@ -110,7 +110,7 @@ def experiment_violations(obj: object) -> list[str]:
 
 
 def archive_violations(path: Path) -> list[str]:
-    """Every SPEC §6 breach in a finished zip: members flat, experiment.json, each line."""
+    """Every wire §6 breach in a finished zip: members flat, experiment.json, each line."""
     out: list[str] = []
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())

@@ -42,7 +42,7 @@ def _api_env(monkeypatch: pytest.MonkeyPatch, server: CometStandIn, home: Path) 
 
 
 def test_list_names_every_endpoint_with_method_and_path(capsys: pytest.CaptureFixture[str]) -> None:
-    """``api --list`` prints one line per endpoint: name, method and SPEC.md's path."""
+    """``api --list`` prints one line per endpoint: name, method and the wire notes' path."""
     assert main(["api", "--list"]) == 0
     out = capsys.readouterr().out
     for ep in ENDPOINTS.values():
@@ -72,7 +72,7 @@ def test_each_endpoint_called_with_its_example(
 def test_unknown_path_is_a_usage_error_unless_given(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An endpoint whose path SPEC.md leaves unknown says so, exit 2, and sends nothing."""
+    """An endpoint whose path the wire notes leave unknown says so, exit 2, and sends nothing."""
     ep = ENDPOINTS[name]
     args = ["api", name, "--body", json.dumps(dict(ep.example)), "--experiment-key", KEY]
     assert main(args) == 2

@@ -22,7 +22,7 @@ from tests.offline_run import KEY, T0, typical_messages, write_archive
 from tests.offline_spec import archive_lines, archive_violations
 
 FIXTURES = Path(__file__).parent / "fixtures" / "offline"
-# SPEC §6.3's sample lines, verbatim (README.md there says where from).
+# wire §6.3's sample lines, verbatim (README.md there says where from).
 SPEC_SAMPLES = (FIXTURES / "spec-samples.jsonl").read_text().splitlines()
 SPEC_EXPERIMENT = {
     "offline_id": "ffde77396b55408887078ab27afb14fe",
@@ -47,13 +47,13 @@ def metric(**changes: object) -> dict[str, object]:
 
 @pytest.mark.parametrize("raw", SPEC_SAMPLES)
 def test_spec_samples_are_valid_and_already_in_our_encoding(raw: str) -> None:
-    """Every sample line of SPEC §6.3 passes, and dump_line writes it byte for byte."""
+    """Every sample line of wire §6.3 passes, and dump_line writes it byte for byte."""
     assert check_line(json.loads(raw)) == []
     assert dump_line(json.loads(raw)) == raw.encode() + b"\n"
 
 
 def test_spec_experiment_example_is_valid() -> None:
-    """SPEC §6.2's example passes; dropping a required field does not."""
+    """wire §6.2's example passes; dropping a required field does not."""
     assert check_experiment(SPEC_EXPERIMENT) == []
     broken = {k: v for k, v in SPEC_EXPERIMENT.items() if k != "stop_time"}
     assert check_experiment(broken) == ["stop_time must be integer milliseconds"]
@@ -64,7 +64,7 @@ def test_spec_experiment_example_is_valid() -> None:
     [
         (
             metric(metric={"metricName": "x", "metricValue": 1, "step": None, "timestamp": 5}),
-            "metric has keys SPEC does not allow: timestamp",
+            "metric has keys the archive format does not allow: timestamp",
         ),
         (metric(context=None), "context must be a string, and left out when null"),
         (metric(local_timestamp=1.5e12), "local_timestamp must be integer milliseconds"),
@@ -90,7 +90,7 @@ def test_spec_experiment_example_is_valid() -> None:
     ],
 )
 def test_invalid_lines_are_named(line: dict[str, object], why: str) -> None:
-    """Each SPEC §6.3 breach is reported in words (such lines are never written)."""
+    """Each wire §6.3 breach is reported in words (such lines are never written)."""
     assert why in check_line(line)
 
 
@@ -231,7 +231,7 @@ def test_recovery_drops_what_is_invalid_and_extends_the_stop_time(tmp_path: Path
     done = finalize_partial(partial)
     assert done.path == tmp_path / f"{KEY}.zip"
     assert [str(p) for p in done.problems] == [
-        "messages.json line 3: dropped: metric has keys SPEC does not allow: unit",
+        "messages.json line 3: dropped: metric has keys the archive format does not allow: unit",
         "messages.json line 5: torn last line (11 bytes, no line end)",
     ]
     assert [ln["payload"]["message_id"] for ln in archive_lines(done.path)] == [1, 2, 3]  # type: ignore[index]

@@ -1,7 +1,7 @@
 """The benchmarks run: `python -m bench --quick` in a tiny size produces every row.
 
 Benchmarks are not tests: nothing here looks at a timing, only that each row
-was measured and rendered (figures filled in, no crash, no SPEC breach).
+was measured and rendered (figures filled in, no crash, no wire breach).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert names[: len(EXPECTED)] == EXPECTED
     assert all(r.ratio and r.figures for r in rows), rows
     assert all(r.met in ("yes", "no", "") for r in rows)
-    assert "drained=True, 0 SPEC violations" in rows[8].figures
+    assert "drained=True, 0 wire violations" in rows[8].figures
     sdk = rows[len(EXPECTED) :]
     assert len(sdk) == 1 and sdk[0].measure == "agent CPU vs the comet_ml SDK's system monitor"
     for name in names:

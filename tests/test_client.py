@@ -1,4 +1,4 @@
-"""CometClient: the headers SPEC.md asks for, every outcome mapped to one exception."""
+"""CometClient: the headers docs/comet-wire.md asks for, every outcome mapped to one exception."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _client(server: CometStandIn) -> CometClient:
 
 
 def test_headers_follow_spec(client: CometClient, server: CometStandIn) -> None:
-    """Authorization is the key verbatim; JSON is typed exactly as SPEC §1.2 says."""
+    """Authorization is the key verbatim; JSON is typed exactly as wire §1.2 says."""
     client.call("log-other", {"key": "k", "value": 1}, experiment_key=KEY)
     rec = server.received("log-other")[0]
     assert rec.headers["Authorization"] == CANARY_KEY
@@ -35,7 +35,7 @@ def test_headers_follow_spec(client: CometClient, server: CometStandIn) -> None:
 def test_batch_calls_are_gzipped_with_the_key_header(
     client: CometClient, server: CometStandIn
 ) -> None:
-    """The metric batch is gzipped and carries X-COMET-DEBUG-EXPERIMENT-KEY (SPEC §1.2-1.3)."""
+    """The metric batch is gzipped and carries X-COMET-DEBUG-EXPERIMENT-KEY (wire §1.2-1.3)."""
     item = {
         "metricName": "m",
         "metricValue": 1,
@@ -59,7 +59,7 @@ def test_uncompressed_when_disabled(server: CometStandIn) -> None:
 
 
 def test_nan_is_cleaned_to_a_string(client: CometClient, server: CometStandIn) -> None:
-    """NaN never reaches the wire as a bare token (SPEC §1.3)."""
+    """NaN never reaches the wire as a bare token (wire §1.3)."""
     client.call("log-metric", {"metricName": "m", "metricValue": float("nan")}, experiment_key=KEY)
     assert server.received("log-metric")[0].body["metricValue"] == "nan"  # type: ignore[index]
 
@@ -109,7 +109,7 @@ def test_redirect_is_not_followed(client: CometClient, server: CometStandIn) -> 
 
 
 def test_throttle_carries_the_wait(client: CometClient, server: CometStandIn) -> None:
-    """429 with Retry-After-Custom: 1.5 asks for 2.0 s (SPEC §4.2 adds 0.5 s)."""
+    """429 with Retry-After-Custom: 1.5 asks for 2.0 s (wire §4.2 adds 0.5 s)."""
     server.fail("log-metric-batch", status=429, headers={"Retry-After-Custom": "1.5"})
     item = {
         "metricName": "m",

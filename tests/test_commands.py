@@ -1,4 +1,4 @@
-"""`comet-agent sysinfo` and `comet-agent sample`: what would be sent, in SPEC.md's units."""
+"""`comet-agent sysinfo` and `comet-agent sample`: what would be sent, in the wire notes' units."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.helpers import clean_env, run_agent
 
 
 def test_sysinfo_json_has_every_system_details_field(tmp_path: Path) -> None:
-    """sysinfo --json shows the Set System Details body, with SPEC §3.3's fields and types."""
+    """sysinfo --json shows the Set System Details body, with wire §3.3's fields and types."""
     result = run_agent(["sysinfo", "--json"], clean_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

@@ -96,7 +96,7 @@ def test_key_sources_in_order(tmp_path: Path) -> None:
 
 
 def test_key_with_server_suffix_sets_the_url(tmp_path: Path) -> None:
-    """A key <key>*<base64 JSON> names its server when no override is set (SPEC §1.1)."""
+    """A key <key>*<base64 JSON> names its server when no override is set (wire §1.1)."""
     tail = base64.b64encode(json.dumps({"baseUrl": "https://comet.example.com"}).encode()).decode()
     s = _load(tmp_path, {"COMET_API_KEY": f"{CANARY_KEY}*{tail.rstrip('=')}"})
     assert s.url_override == "https://comet.example.com/clientlib/"

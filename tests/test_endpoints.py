@@ -1,4 +1,4 @@
-"""The endpoint table covers the seed and agrees with the stand-in's independent copy of SPEC.md."""
+"""The endpoint table covers the seed and agrees with the stand-in's independent copy of it."""
 
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ def _full_path(name: str) -> str:
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
 def test_known_endpoints_match_the_stand_in(route: object) -> None:
-    """Method and path of every endpoint with a known path equal the stand-in's (SPEC.md §2)."""
+    """Method and path of every endpoint with a known path equal the stand-in's (wire §2)."""
     ep = ENDPOINTS[route.name]  # type: ignore[attr-defined]
     assert ep.method == route.method  # type: ignore[attr-defined]
     assert _full_path(ep.name).replace("{experimentKey}", "{K}") == route.path  # type: ignore[attr-defined]
 
 
 def test_unknown_paths_are_exactly_those_spec_marks_unknown() -> None:
-    """SPEC.md §2 marks nine seed rows' paths unknown; the table guesses none of them."""
+    """wire §2 marks nine seed rows' paths unknown; the table guesses none of them."""
     unknown = {e.name for e in ENDPOINTS.values() if not e.known}
     assert unknown == {
         "upload-text-sample",

@@ -652,7 +652,7 @@ def test_static_facts_best_effort(fake: FakeNvml) -> None:
 
 
 def test_bodies_pass_the_stand_in(sampler: GpuSampler, server: CometStandIn) -> None:
-    """The typed body, a metric batch and the static facts are what SPEC.md accepts."""
+    """The typed body, a metric batch and the static facts are what docs/comet-wire.md accepts."""
     sample: Sample = sampler.collect()
     facts = sampler.facts()
     items = [
@@ -687,7 +687,7 @@ def _real_nvml() -> Iterator[Nvml]:
 
 @pytest.mark.gpu
 def test_real_static_facts(real_nvml: Nvml) -> None:
-    """On a real GPU: one static entry per device, UUIDs and bytes as SPEC.md §3.3 says."""
+    """On a real GPU: one static entry per device, UUIDs and bytes as wire §3.3 says."""
     count = real_nvml.count()
     assert count >= 1
     static = [real_nvml.static(n) for n in range(count)]

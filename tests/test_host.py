@@ -226,7 +226,7 @@ def test_live_interface_ips_include_loopback() -> None:
 
 
 def test_host_fields_on_this_machine() -> None:
-    """The host fields are what the SDK's sources give (SPEC §3.3)."""
+    """The host fields are what the SDK's sources give (wire §3.3)."""
     uname = platform.uname()
     assert host.host_fields("http://127.0.0.1:1/clientlib/") == {
         "hostname": socket.gethostname(),

@@ -42,7 +42,7 @@ def test_report_draws_a_running_online_agent_and_its_copy_after(
     assert "<figcaption>CPU utilisation</figcaption>" in (tmp_path / "live.html").read_text()
 
     assert agent.stop() == 0
-    (archive,) = copies.glob(f"{key}*.zip")  # SPEC §6.1: the SDK's name, a random suffix
+    (archive,) = copies.glob(f"{key}*.zip")  # wire §6.1: the SDK's name, a random suffix
     assert load(archive).series["sys.cpu.percent.avg"].times.tolist() == _sent_cpu_stamps(server)
     with zipfile.ZipFile(archive) as zf:
         for name in zf.namelist():

@@ -1,4 +1,4 @@
-"""OfflineSink: each message becomes SPEC §6 archive lines, flushed as it comes, zipped at close."""
+"""OfflineSink: each message becomes wire §6 archive lines, flushed as it comes, zipped at close."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def by_id(path: Path) -> dict[int, dict[str, object]]:
 
 
 def test_archive_is_named_after_the_key_and_obeys_spec(archive: Path) -> None:
-    """A create-strategy archive is <key>.zip, and every member and line obeys SPEC §6."""
+    """A create-strategy archive is <key>.zip, and every member and line obeys wire §6."""
     assert archive.name == f"{KEY}.zip"
     assert archive_violations(archive) == []
     with zipfile.ZipFile(archive) as zf:
@@ -47,7 +47,7 @@ def test_archive_is_named_after_the_key_and_obeys_spec(archive: Path) -> None:
 
 
 def test_experiment_json_carries_the_run_times(archive: Path) -> None:
-    """experiment.json has SPEC §6.2's fields; start/stop come from set-start-end-time."""
+    """experiment.json has wire §6.2's fields; start/stop come from set-start-end-time."""
     with zipfile.ZipFile(archive) as zf:
         experiment = json.loads(zf.read("experiment.json"))
     assert experiment == {
@@ -121,7 +121,7 @@ def test_system_details_fill_every_required_key_and_keep_the_body(archive: Path)
 
 
 def test_static_facts_map_to_their_line_types(archive: Path) -> None:
-    """Packages, GPU info, system info, git, patch, cloud, file path and log-other map per SPEC."""
+    """Packages, GPU info, system info, git, patch, cloud, file path, log-other: each its line."""
     lines = by_id(archive)
     assert lines[1] == {
         "type": "file_name",
@@ -223,7 +223,7 @@ def test_session_calls_are_answered_locally_and_not_archived(tmp_path: Path) -> 
 
 
 def test_values_json_cannot_hold_are_written_as_the_client_sends_them(tmp_path: Path) -> None:
-    """NaN becomes the string 'nan' (SPEC §1.3); an item without a name is never written."""
+    """NaN becomes the string 'nan' (wire §1.3); an item without a name is never written."""
     items = [
         bodies.metric_item("loss", float("nan"), T0),
         {"metricValue": 1, "timestamp": T0, "step": None, "epoch": None, "context": None},
@@ -319,7 +319,7 @@ while True:
 
 @pytest.mark.slow
 def test_sigkill_mid_run_loses_nothing_already_written(tmp_path: Path) -> None:
-    """kill -9 while writing: recovery zips every line written before the kill, valid per SPEC."""
+    """kill -9 while writing: recovery zips every line written before the kill, each valid."""
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(tmp_path), KEY, patch_zip().hex()],
         cwd=ROOT,

@@ -405,7 +405,7 @@ def test_handlers_are_restored(tmp_path: Path) -> None:
 
 
 def test_wired_to_the_stand_in(tmp_path: Path, server: CometStandIn) -> None:
-    """A real child's output reaches Comet's Log Output in order, as SPEC §3.6 describes it."""
+    """A real child's output reaches Comet's Log Output in order, as wire §3.6 describes it."""
     writer = "import sys\nprint('epoch 1 loss 0.3')\nprint('warn', file=sys.stderr)\n"
     writer += "print('end', end='')"
     with CometClient(api_key=CANARY_KEY, url_override=server.url, timeout_s=5) as client:

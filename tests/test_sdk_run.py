@@ -46,7 +46,7 @@ KEY_LINE = re.compile(r"comet-agent: (?:experiment|recording offline) ([0-9a-f]{
 
 @pytest.fixture(name="sdk_env")
 def _sdk_env(env: dict[str, str], server: CometStandIn, tmp_path: Path) -> dict[str, str]:
-    server.sdk_quirks = True  # the SDK's own output timestamps (SPEC §1.5) and asset calls
+    server.sdk_quirks = True  # the SDK's own output timestamps (wire §1.5) and asset calls
     return {
         **env,
         "COMET_AGENT_STATE_DIRECTORY": str(tmp_path / "state"),

@@ -186,7 +186,7 @@ def test_429_retry_after_parks_only_that_endpoint(
 def test_429_retry_after_custom_adds_half_a_second(
     box: Outbox, make: type[Sender], server: CometStandIn
 ) -> None:
-    """Retry-After-Custom: 0.5 parks the endpoint for 0.5 + 0.5 s (SPEC §4.2)."""
+    """Retry-After-Custom: 0.5 parks the endpoint for 0.5 + 0.5 s (wire §4.2)."""
     server.fail("add-load-metrics", status=429, headers={"Retry-After-Custom": "0.5"})
     box.put(load(0))
     assert make().flush(10)

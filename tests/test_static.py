@@ -1,4 +1,4 @@
-"""The facts sent once, assembled and sent to the Comet stand-in, which checks them against SPEC."""
+"""The facts sent once, assembled and sent to the Comet stand-in, which checks each one."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def send(client: CometClient, samples: list[Sample]) -> int:
 
 
 def test_real_and_fixture_samples_pass_the_stand_in(server: CometStandIn) -> None:
-    """Samples from this machine and from the cgroup fixtures break no rule of SPEC.md."""
+    """Samples from this machine and from the cgroup fixtures break no rule of the wire notes."""
     samplers = system_samplers(Settings(), pid=os.getpid())
     time.sleep(0.01)  # network rates need time to pass since the priming read (else NoData)
     samples = [s.collect() for s in samplers]

@@ -143,7 +143,7 @@ def test_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def sdk_archive(path: Path) -> Path:
-    """An archive as the Comet SDK writes one (SPEC §6.3 samples): no comet_agent.jsonl."""
+    """An archive as the Comet SDK writes one (wire §6.3 samples): no comet_agent.jsonl."""
     lines = [
         {"payload": {"installed_packages": ["psutil==7.2.2"], "message_id": 1},
          "type": "installed_packages"},
@@ -173,7 +173,7 @@ def sdk_archive(path: Path) -> Path:
 
 
 def test_an_sdk_archive_is_converted_line_by_line(server: CometStandIn, tmp_path: Path) -> None:
-    """Without agent lines each SDK line type maps to its endpoint (SPEC §6.3 table)."""
+    """Without agent lines each SDK line type maps to its endpoint (wire §6.3 table)."""
     path = sdk_archive(tmp_path / "sdk.zip")
     assert command(args_for(path), settings_for(server, tmp_path)) == 0
     got = received(server)
@@ -360,13 +360,13 @@ def test_partial_directories_are_finished_first_and_live_ones_skipped(
 
 
 def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Path) -> None:
-    """SPEC §6.4: `comet upload` (comet_ml 3.58.8) sends our archive's metrics and output."""
+    """wire §6.4: `comet upload` (comet_ml 3.58.8) sends our archive's metrics and output."""
     pytest.importorskip(
         "comet_ml", reason="comet_ml==3.58.8 is not installed (pip install 'comet-agent[sdk]')"
     )
     messages = [m for m in typical_messages(samples=2) if m[0] != "upload-git-patch"]
     archive = write_archive(tmp_path / "offline", messages).path
-    server.sdk_quirks = True  # its uploader stamps output lines with monotonic ms (SPEC §1.5)
+    server.sdk_quirks = True  # its uploader stamps output lines with monotonic ms (wire §1.5)
     server.experiments.clear()  # the archive's experiment does not exist yet: `create` works
     env = clean_env(
         tmp_path / "home", {"COMET_API_KEY": CANARY_KEY, "COMET_URL_OVERRIDE": server.url}
@@ -381,7 +381,7 @@ def test_the_sdk_uploader_accepts_our_archive(server: CometStandIn, tmp_path: Pa
     names = {item["metricName"] for item in server.metric_items()}
     assert {"sys.cpu.percent.avg", "sys.gpu.0.gpu_utilization"} <= names
     # It sends every stdout item, then every stderr item, numbering them in that order
-    # (SPEC §3.6): the lines and their flags arrive, the interleaving is the SDK's to lose.
+    # (wire §3.6): the lines and their flags arrive, the interleaving is the SDK's to lose.
     got = sorted((str(line["output"]), bool(line["stderr"])) for line in server.output_lines())
     assert got == [
         ("epoch 0 <b>", False),

@@ -1,9 +1,9 @@
 """Typed builders for the bodies the agent sends: the one place Comet's camelCase names appear.
 
-Units follow SPEC.md: bytes for memory, percent 0-100 for utilisation,
+Units follow docs/comet-wire.md: bytes for memory, percent 0-100 for utilisation,
 milliwatts for power, integer ms since the epoch for every timestamp.
 Optional fields that are None are left out, as the SDK leaves them out
-(SPEC §3.8), except where SPEC shows explicit nulls (metric batch items,
+(wire §3.8), except where the wire notes show explicit nulls (metric batch items,
 set-start-end-time).
 """
 
@@ -43,7 +43,7 @@ def metric_item(
     step: int | None = None,
     epoch: int | None = None,
 ) -> dict[str, object]:
-    """One item of the metric batch: all six keys present, nulls explicit (SPEC §3.9)."""
+    """One item of the metric batch: all six keys present, nulls explicit (wire §3.9)."""
     return {
         "metricName": name,
         "metricValue": value,
@@ -100,7 +100,7 @@ def gpu_metrics(
 
 
 def output_line(text: str, *, stderr: bool, offset: int, timestamp_ms: int) -> dict[str, object]:
-    """One item of ``log-output``'s outputLines (epoch ms in localTimestamp, SPEC §1.5 REC)."""
+    """One item of ``log-output``'s outputLines (epoch ms in localTimestamp, wire §1.5 REC)."""
     return {"stderr": stderr, "output": text, "localTimestamp": timestamp_ms, "offset": offset}
 
 
@@ -110,7 +110,7 @@ def output(lines: Sequence[Mapping[str, object]], context: str | None = None) ->
 
 
 def start_end_time(start_ms: int | None, end_ms: int | None) -> dict[str, object]:
-    """Body of ``set-start-end-time``: both keys always present (SPEC §3.10)."""
+    """Body of ``set-start-end-time``: both keys always present (wire §3.10)."""
     return {"startTimeMillis": start_ms, "endTimeMillis": end_ms}
 
 
@@ -127,14 +127,14 @@ def git_metadata(
     parent: str | None,
     origin: str | None,
 ) -> dict[str, object]:
-    """Body of ``set-git-metadata`` (SPEC §3.5)."""
+    """Body of ``set-git-metadata`` (wire §3.5)."""
     return {"user": user, "root": root, "branch": branch, "parent": parent, "origin": origin}
 
 
 def cloud_details(
     provider: str, *, instance_type: str, region: str | None = None, zone: str | None = None
 ) -> dict[str, object]:
-    """Body of ``set-cloud-details``: the provider and its instance's metadata (SPEC §3.4)."""
+    """Body of ``set-cloud-details``: the provider and its instance's metadata (wire §3.4)."""
     metadata: dict[str, object] = {"instanceType": instance_type}
     if region is not None:
         metadata["region"] = region
@@ -144,7 +144,7 @@ def cloud_details(
 
 
 def update_status(*, alive: bool, error: str | None, crashed: bool) -> dict[str, object]:
-    """Body of ``update-status``, how a crashed run is reported (SPEC §3.10 REC)."""
+    """Body of ``update-status``, how a crashed run is reported (wire §3.10 REC)."""
     return {"isAlive": alive, "error": error, "hasCrashed": crashed}
 
 
@@ -185,7 +185,7 @@ def system_details(**fields: object) -> dict[str, object]:
     """Body of ``set-system-details`` from snake_case fields; unknown names raise TypeError.
 
     ``additional`` is a list of ``{"key", "value"}`` objects; ``gpu_static_info``
-    a list of snake_case GPU dicts sent verbatim, as the live SDK does (SPEC §3.3 REC).
+    a list of snake_case GPU dicts sent verbatim, as the live SDK does (wire §3.3 REC).
     """
     body: dict[str, object] = {}
     for name, value in fields.items():

@@ -4,7 +4,7 @@ The only module that imports ``requests``. It does not retry (the sender
 does, with the outbox behind it), follows no redirects (a POST turned into a
 GET by a redirect would look delivered), and never puts the API key anywhere
 but the ``Authorization`` header and, for the clientlib protocol calls that
-SPEC.md §3.1/§3.2 show carrying it, the ``apiKey`` body field.
+wire §3.1/§3.2 show carrying it, the ``apiKey`` body field.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from agent.errors import (
 if TYPE_CHECKING:
     from agent.config import Settings
 
-JSON_CONTENT_TYPE = "application/json;charset=utf-8"  # SPEC §1.2: exactly, no space
+JSON_CONTENT_TYPE = "application/json;charset=utf-8"  # wire §1.2: exactly, no space
 MASK = "***"
-# SPEC §4.2: the SDK re-sends a throttled type at Retry-After-Custom + 0.5 s.
+# wire §4.2: the SDK re-sends a throttled type at Retry-After-Custom + 0.5 s.
 CUSTOM_RETRY_MARGIN_S = 0.5
 _MAX_ERROR_TEXT = 200
 
@@ -114,7 +114,7 @@ class CometClient:
         self._session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
         self._session.mount("https://", requests.adapters.HTTPAdapter(max_retries=0))
         self._headers = {
-            "Authorization": api_key,  # verbatim, no "Bearer" (SPEC §1.2)
+            "Authorization": api_key,  # verbatim, no "Bearer" (wire §1.2)
             "User-Agent": f"comet-agent/{__version__} python-requests/{requests.__version__}",
             "X-COMET-DEBUG-SDK-VERSION": f"comet-agent-{__version__}",
             "X-COMET-DEBUG-PY-VERSION": ".".join(str(n) for n in sys.version_info[:3]),
@@ -157,7 +157,7 @@ class CometClient:
         rel = path if path is not None else endpoint.path
         if rel is None:
             raise UsageError(
-                f"endpoint {endpoint.name!r} has no known path (SPEC.md §7); "
+                f"endpoint {endpoint.name!r} has no known path (wire §7); "
                 "pass --path if you know it"
             )
         if endpoint.key_in is KeyIn.PATH:
@@ -320,7 +320,7 @@ class CometClient:
 def retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
     """Return the seconds to wait that `headers` ask for, or None.
 
-    Reads Comet's ``Retry-After-Custom`` (float seconds; SPEC §4.2 adds 0.5 s)
+    Reads Comet's ``Retry-After-Custom`` (float seconds; wire §4.2 adds 0.5 s)
     and the standard ``Retry-After`` (seconds or an HTTP date). When both are
     present the later moment wins, so neither is ever broken.
     """
@@ -363,7 +363,7 @@ def _seconds(text: str) -> float | None:
 
 def _query_value(value: object) -> str:
     if isinstance(value, bool):
-        return "True" if value else "False"  # SPEC §2 row 31: the SDK sends True/False
+        return "True" if value else "False"  # wire §2 row 31: the SDK sends True/False
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
@@ -373,7 +373,7 @@ def _dumps(body: Mapping[str, object]) -> bytes:
     try:
         return json.dumps(body, allow_nan=False).encode()
     except ValueError:
-        # SPEC §1.3: the SDK cleans NaN/Infinity to strings before sending; so do we.
+        # wire §1.3: the SDK cleans NaN/Infinity to strings before sending; so do we.
         return json.dumps(_clean_floats(body), allow_nan=False).encode()
 
 

@@ -1,8 +1,8 @@
 """Every Comet write endpoint of the seed, and the few extra ones the agent needs, as data.
 
-Each row is copied from ../shared/comet-api/SPEC.md §2 (method, base, path,
+Each row is copied from wire §2 (method, base, path,
 where the experiment key goes, fields and their JSON types). Rows whose path
-SPEC.md marks unknown keep ``path=None``: they are listed, and
+docs/comet-wire.md marks unknown keep ``path=None``: they are listed, and
 ``comet-agent api NAME --path P`` can still reach them, but nothing guesses.
 
 Field types are a small vocabulary checked by ``check_type``: ``str``,
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 
 class Base(enum.Enum):
-    """Which of the URL bases of SPEC.md §1.1 an endpoint hangs off."""
+    """Which of the URL bases of wire §1.1 an endpoint hangs off."""
 
     REST = "/api/rest/v2/"  # root + /api/rest/v2/
     CLIENTLIB_REST = "/clientlib/rest/v2/"  # root + /clientlib/rest/v2/ (the "alternate" base)
@@ -28,7 +28,7 @@ class Base(enum.Enum):
 
 
 class KeyIn(enum.Enum):
-    """Where the experiment key travels (SPEC.md §1.4)."""
+    """Where the experiment key travels (wire §1.4)."""
 
     BODY = "body"  # JSON field experimentKey
     QUERY = "query"  # ?experimentKey=K
@@ -57,7 +57,7 @@ class Endpoint:
     payload: Payload
     required: Mapping[str, str] = field(default_factory=dict)
     optional: Mapping[str, str] = field(default_factory=dict)
-    gzip: bool = False  # SPEC §1.3: only the batched streaming calls are compressed
+    gzip: bool = False  # wire §1.3: only the batched streaming calls are compressed
     api_key_in_body: bool = False  # clientlib protocol calls carry apiKey in the JSON body
     seed: bool = True  # listed in the seed's Write Endpoints page
     file_name: str = "file"  # multipart: the filename of the "file" part
@@ -66,14 +66,14 @@ class Endpoint:
 
     @property
     def known(self) -> bool:
-        """Whether SPEC.md gives a path for this endpoint."""
+        """Whether docs/comet-wire.md gives a path for this endpoint."""
         return self.path is not None
 
     @property
     def display_path(self) -> str:
         """The path as a user reads it: base and path, or why there is none."""
         if self.path is None:
-            return "(path unknown, SPEC.md §7)"
+            return "(path unknown, wire §7)"
         base = "{clientlib}/" if self.base is Base.CLIENTLIB else self.base.value
         return base + self.path
 
@@ -376,12 +376,12 @@ _ROWS: tuple[Endpoint, ...] = (
                                           "workspaceName": "some-workspace",
                                           "webhookUrls": [{"url": "https://hooks.example.com/a",
                                                            "header": {"Other": "info"}}]}]}),
-    # --- not in the seed; SPEC.md §2, second table -------------------------------------------
+    # --- not in the seed; wire §2, second table -------------------------------------------
     Endpoint("backend-version", "Backend version", "GET", Base.ROOT, "clientlib/isAlive/ver", _N,
              _GET, seed=False),
     Endpoint("experiment-metadata", "Experiment metadata", "GET", _R, "experiment/metadata", _Q,
              _GET, seed=False, note="throttle flag, name, project"),
-    # Not in SPEC.md: comet_ml 3.58.8's API.get_default_workspace reads it (connection_api.py
+    # Not in the seed: comet_ml 3.58.8's API.get_default_workspace reads it (connection_api.py
     # get_account_details: GET rest/v2/account-details, no parameters).
     Endpoint("account-details", "Account details", "GET", _R, "account-details", _N, _GET,
              seed=False, note="the API key's userName and defaultWorkspaceName"),

@@ -1,4 +1,4 @@
-"""Offline archives (SPEC.md §6): the format, the writer with its crash recovery, the reader.
+"""Offline archives (wire §6): the format, the writer with its crash recovery, the reader.
 
 ``from agent.archive import read_archive, finalize_partial, upload_hint`` is
 all most callers need; the submodules hold the details.

@@ -1,7 +1,7 @@
 """The mapping between the messages the agent sends and the lines of an offline archive.
 
 ``to_lines`` turns one message (endpoint, body, attachment) into messages.json
-lines as SPEC.md §6.3 defines them, and says whether the lines carry every
+lines as wire §6.3 defines them, and says whether the lines carry every
 field of the body; when they do not (system details, a log-other with its
 timestamp, anything without a line type), the sink also keeps the body
 verbatim in comet_agent.jsonl so ``comet-agent upload`` replays exactly what
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from agent.api import bodies
 from agent.archive.format import GIT_KEYS, SYSTEM_DETAILS_KEYS, check_line
 
-# Set System Details' camelCase fields and the system_details line's snake_case keys (SPEC §6.3).
+# Set System Details' camelCase fields and the system_details line's snake_case keys (wire §6.3).
 _DETAILS = {
     "command": "command",
     "env": "env",
@@ -63,7 +63,7 @@ def _metric_payload(item: Mapping[str, object]) -> dict[str, object] | None:
     if isinstance(value, bool):
         value = int(value)
     if isinstance(value, float) and not math.isfinite(value):
-        value = str(value)  # SPEC §1.3: the SDK (and our client) send NaN/Infinity as strings
+        value = str(value)  # wire §1.3: the SDK (and our client) send NaN/Infinity as strings
     if isinstance(stamp, float) and stamp.is_integer():
         stamp = int(stamp)
     step, epoch, context = item.get("step"), item.get("epoch"), item.get("context")
@@ -80,7 +80,7 @@ def _metric_payload(item: Mapping[str, object]) -> dict[str, object] | None:
     metric = {"metricName": name, "metricValue": value, "step": step, "epoch": epoch}
     payload: dict[str, object] = {"local_timestamp": stamp, "metric": metric}
     if context is not None:
-        payload["context"] = context  # SPEC §6.3: omitted when null
+        payload["context"] = context  # wire §6.3: omitted when null
     return payload
 
 

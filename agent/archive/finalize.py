@@ -4,7 +4,7 @@ The zip is written to a temp name in the same directory, fsynced, renamed,
 and the directory fsynced; ``.finalizing`` records the name first, so a crash
 between the rename and removing the partial directory never yields a second
 archive of the same run. ``finalize_partial()`` (recovery) checks every line
-against SPEC §6.3: a torn last line, an invalid line or a ``file_upload``
+against wire §6.3: a torn last line, an invalid line or a ``file_upload``
 whose file is missing is dropped and named, because an invalid ``metric_msg``
 would stop the SDK's uploader from sending any later metric.
 """
@@ -61,7 +61,7 @@ class Finalized:
 def finalize_partial(path: Path) -> Finalized:
     """Turn a partial directory (after a crash or kill) into a zip; report what was dropped.
 
-    Every line is checked against SPEC §6.3; a torn last line, an invalid line
+    Every line is checked against wire §6.3; a torn last line, an invalid line
     or a ``file_upload`` whose file is missing is dropped and named in
     ``problems``. Raises ArchiveBusy when a live process still writes it.
     """

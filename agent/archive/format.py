@@ -1,4 +1,4 @@
-"""The offline archive format of SPEC.md §6: names, line encoding, and the rules each line obeys.
+"""The offline archive format of wire §6: names, line encoding, and the rules each line obeys.
 
 An archive is a flat zip (or, while a run goes, a ``<key>.partial``
 directory) holding ``experiment.json``, ``messages.json`` (JSON Lines the
@@ -75,7 +75,7 @@ def experiment_record(
     user_provided_key: bool = False,
     error: str | None = None,
 ) -> dict[str, object]:
-    """Return the content of experiment.json (SPEC §6.2, the optional fields as in its example)."""
+    """Return the content of experiment.json (wire §6.2, the optional fields as in its example)."""
     return {
         "offline_id": offline_id,
         "project_name": project,
@@ -87,12 +87,12 @@ def experiment_record(
         "customer_error_reported": error is not None,
         "customer_error_message": error,
         "user_provided_experiment_key": user_provided_key,
-        "comet_start_sourced": False,  # SPEC §6.2: true picks the comet_ml.start() handshake
+        "comet_start_sourced": False,  # wire §6.2: true picks the comet_ml.start() handshake
     }
 
 
 def archive_name(offline_id: str, resume_strategy: str, suffix: str | None = None) -> str:
-    """Return the zip's file name (SPEC §6.1): ``<id>.zip``, or ``<id>-<6 letters>.zip``."""
+    """Return the zip's file name (wire §6.1): ``<id>.zip``, or ``<id>-<6 letters>.zip``."""
     if resume_strategy == "create" and suffix is None:
         return f"{offline_id}.zip"
     return f"{offline_id}-{suffix}.zip"
@@ -127,7 +127,7 @@ def _is_str_list(v: object) -> bool:
 
 
 def check_experiment(obj: object) -> list[str]:
-    """Return what makes `obj` an invalid experiment.json (SPEC §6.2); empty when valid."""
+    """Return what makes `obj` an invalid experiment.json (wire §6.2); empty when valid."""
     if not isinstance(obj, dict):
         return ["is not a JSON object"]
     out: list[str] = []
@@ -163,7 +163,7 @@ def _check_metric(p: Mapping[str, object]) -> list[str]:
         return [*out, "metric must be an object"]
     extra = sorted(set(metric) - set(METRIC_KEYS))
     if extra:
-        out.append(f"metric has keys SPEC does not allow: {', '.join(extra)}")
+        out.append(f"metric has keys the archive format does not allow: {', '.join(extra)}")
     if not isinstance(metric.get("metricName"), str) or not metric.get("metricName"):
         out.append("metric.metricName must be a non-empty string")
     value = metric.get("metricValue")
@@ -231,7 +231,7 @@ def _check_file_upload(p: Mapping[str, object]) -> list[str]:
 
 
 def _check_rest(kind: str, p: Mapping[str, object]) -> list[str] | None:
-    """Checks of the smaller line types; None for a type SPEC does not list."""
+    """Checks of the smaller line types; None for a type the format does not list."""
     if kind in ("installed_packages", "os_packages"):
         return [] if _is_str_list(p.get(kind)) else [f"{kind} must be a list of strings"]
     if kind == "system_info":
@@ -280,7 +280,7 @@ def _check_rest(kind: str, p: Mapping[str, object]) -> list[str] | None:
 
 
 def check_line(obj: object) -> list[str]:
-    """Return what makes `obj` an invalid messages.json line (SPEC §6.3); empty when valid."""
+    """Return what makes `obj` an invalid messages.json line (wire §6.3); empty when valid."""
     if not isinstance(obj, dict) or not isinstance(obj.get("payload"), dict):
         return ["is not an object with a payload object"]
     kind = obj.get("type")

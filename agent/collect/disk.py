@@ -85,7 +85,7 @@ class DiskSampler:
         if prev is None or now is None or stamp != prev[0]:
             self._prev = now  # within the same ms, the earlier reading stays the baseline
         rates = byte_rates(prev[1], now[1], stamp - prev[0]) if prev and now else None
-        if rates is not None:  # SPEC §3.7 gives bytes/s, no type: floats, one decimal
+        if rates is not None:  # wire §3.7 gives bytes/s, no type: floats, one decimal
             metrics["sys.disk.read_bps"] = round(rates[0], 1)
             metrics["sys.disk.write_bps"] = round(rates[1], 1)
         unsupported = _IO_RATES if now is None else frozenset()  # no block devices to count

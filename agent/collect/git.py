@@ -1,4 +1,4 @@
-"""Git metadata and the uncommitted patch of the repository the training runs in (SPEC §3.5).
+"""Git metadata and the uncommitted patch of the repository the training runs in (wire §3.5).
 
 ``git`` runs as a subprocess (an argv list, never a shell) with a timeout per
 command, no prompts and no optional locks, so the agent never blocks on a
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agent.errors import CollectorError, NoData
 
-PATCH_MEMBER = "git_diff.patch"  # SPEC §3.5: the zip's one member
+PATCH_MEMBER = "git_diff.patch"  # wire §3.5: the zip's one member
 _SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
 _SCP_LIKE = re.compile(r"^(?P<user>[^@/]+)@(?P<host>[^:/]+):(?P<path>.*)$")
 _CHUNK = 1 << 16

@@ -2,7 +2,7 @@
 
 Which devices, and how ``<i>`` and ``<j>`` are numbered: see
 ``agent.collect.gpu_devices``. ``<i>`` is the position among the reported
-GPUs, as the SDK does (SPEC.md §3.7); a MIG-enabled GPU also reports each
+GPUs, as the SDK does (wire §3.7); a MIG-enabled GPU also reports each
 MIG instance under ``sys.gpu.<i>.mig.<j>.*`` (memory, utilisation where
 supported, process_memory).
 
@@ -63,7 +63,7 @@ class GpuFacts:
 def gpu_static_info(statics: Sequence[GpuStatic]) -> list[dict[str, object]]:
     """Return gpuStaticInfoList: one snake_case dict per NVML device, as the live SDK sends it.
 
-    Keys in the SDK's order; ``gpu_index`` is the NVML index (SPEC.md §3.3);
+    Keys in the SDK's order; ``gpu_index`` is the NVML index (wire §3.3);
     a value NVML could not read is None.
     """
     return [

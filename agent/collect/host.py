@@ -3,7 +3,7 @@
 Pure ``parse_*`` functions read the text of one kernel or OS file; the
 ``read_*`` functions take ``Roots`` so tests point them at fixture trees. The
 host fields (hostname, os, ip, ...) come from the running kernel through
-``platform`` and ``socket``, the way the SDK fills them (SPEC §3.3).
+``platform`` and ``socket``, the way the SDK fills them (wire §3.3).
 """
 
 from __future__ import annotations

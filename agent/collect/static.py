@@ -46,7 +46,7 @@ class GitFacts:
 
 
 def _scalar(value: object) -> object:
-    # logAdditionalSystemInfoList takes scalars only (SPEC §3.3).
+    # logAdditionalSystemInfoList takes scalars only (wire §3.3).
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
@@ -116,7 +116,7 @@ def system_details(
     facts.extend(extra_info)
     details: dict[str, object] = {
         "command": list(target.command),
-        "env": None,  # always null, as the SDK sends it (SPEC §3.3)
+        "env": None,  # always null, as the SDK sends it (wire §3.3)
         **fields,
         "executable": python.executable,
         "pid": target.pid,

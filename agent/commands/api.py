@@ -153,7 +153,7 @@ def _read_text(path: str) -> str:
 
 
 def _read_upload(path: str) -> bytes:
-    # The part's filename is the endpoint's (SPEC §2: "file" or "filename"), not the local name.
+    # The part's filename is the endpoint's (wire §2: "file" or "filename"), not the local name.
     try:
         return Path(path).read_bytes()
     except OSError as exc:

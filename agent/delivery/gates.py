@@ -4,7 +4,7 @@ Three kinds of wait, kept apart because they end differently:
 
 * back-off of one endpoint (a retryable HTTP error) or of all (``ALL``: no
   answer at all), growing with consecutive failures, reset by a success;
-* a throttle *incident* of one endpoint (SPEC.md §4.2): exactly what the 429
+* a throttle *incident* of one endpoint (wire §4.2): exactly what the 429
   asked, 60 s when it asked nothing; remembered in ``throttled_ever``;
 * the auth pause: everything waits ``backoff.wait_max`` after a 401/403.
 
@@ -23,7 +23,7 @@ from random import Random
 from agent.delivery.backoff import Backoff
 
 ALL = "*"  # the gate in front of every endpoint: transport errors and the auth pause
-THROTTLE_DEFAULT_S = 60.0  # SPEC §4.2: a 429 without Retry-After-Custom parks the type 60 s
+THROTTLE_DEFAULT_S = 60.0  # wire §4.2: a 429 without Retry-After-Custom parks the type 60 s
 
 
 @dataclass

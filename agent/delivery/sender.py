@@ -9,7 +9,7 @@ request each. What happens to a request that fails depends on the error:
   (jittered, capped exponential, or exactly what ``Retry-After`` asked); other
   endpoints keep flowing.
 * ``TransportError`` (no answer at all): everything backs off; the network is shared.
-* ``ThrottledError`` (429): a throttle *incident* for that endpoint (SPEC.md §4.2)
+* ``ThrottledError`` (429): a throttle *incident* for that endpoint (wire §4.2)
   until ``Retry-After-Custom`` + 0.5 s or ``Retry-After`` (60 s without either);
   ``status().throttled_ever`` tells the daemon to send mark-not-throttled at the end.
 * ``AuthError`` (401/403): all sending pauses for ``backoff.wait_max``, logged

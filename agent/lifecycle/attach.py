@@ -9,7 +9,7 @@ their answers before anything else can be sent.
 A create that cannot reach Comet is retried with back-off for
 ``ATTACH_DEADLINE_S``; if the answer of a create that did reach Comet is lost
 the retry makes a second, empty experiment (the REST route has no
-idempotency key; SPEC.md §3.1).
+idempotency key; wire §3.1).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from agent.api.client import CometClient
 
 log = get_logger(__name__)
-KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # SPEC §1.4: what the SDK accepts
+KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # wire §1.4: what the SDK accepts
 ATTACH_DEADLINE_S = 30.0
-DEFAULT_PROJECT = "general"  # the SDK's default project name (SPEC §5.3)
+DEFAULT_PROJECT = "general"  # the SDK's default project name (wire §5.3)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def end_messages(
     throttled: bool,
 ) -> list[Message]:
     """The FACT messages that end a run: how the command ended, a crash, the end time, and
-    mark-not-throttled after a throttled run (SPEC §3.10, §4.2)."""
+    mark-not-throttled after a throttled run (wire §3.10, §4.2)."""
 
     def msg(endpoint: str, body: Mapping[str, object]) -> Message:
         return Message(endpoint, experiment_key, body, end_ms, Kind.FACT)

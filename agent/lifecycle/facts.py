@@ -64,7 +64,7 @@ def gather(
     cloud = static.cloud_details(settings) if settings.cloud_probe else None
     if cloud is not None:
         extra.extend(cloud.facts())
-    # A fact with no value (no CPU quota, say) is left out: the offline format (SPEC §6.3
+    # A fact with no value (no CPU quota, say) is left out: the offline format (wire §6.3
     # system_info) has no null, and "absent" reads the same online.
     extra = [(key, value) for key, value in extra if value is not None]
     details: dict[str, object] = {}
@@ -170,7 +170,7 @@ def node_details(
 
 
 def script_path(command: Sequence[str]) -> str | None:
-    """The training script of a command like ``python train.py`` (SPEC §3.4 REC), if any."""
+    """The training script of a command like ``python train.py`` (wire §3.4 REC), if any."""
     for arg in command[1:] if command and Path(command[0]).name.startswith("python") else command:
         if arg.startswith("-"):
             if arg in ("-m", "-c"):

@@ -4,8 +4,8 @@ Comet's keep-alive (``GET write/experiment/set-status``, seed row 25) answers
 ``isAliveBeatDurationMillis``, ``cpuMonitorIntervalMillis`` and
 ``gpuMonitorIntervalMillis`` (camelCase); the live heartbeat
 (``status-report/update``) answers the same in snake_case. The Comet SDK
-parses the sampling intervals and ignores them (SPEC.md §3.2); the agent
-applies them. The clamps and the precedence are our own policy, SPEC.md §3.2
+parses the sampling intervals and ignores them (wire §3.2); the agent
+applies them. The clamps and the precedence are our own policy, wire §3.2
 REC, deliberately safer than the SDK (which beats in a tight loop on a 0):
 
 - a value that is not a positive number (missing, zero, negative, a string,

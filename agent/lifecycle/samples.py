@@ -1,6 +1,6 @@
 """Turn a sampler's Sample into the messages the outbox keeps.
 
-Both channels of SPEC.md §3.7/§3.8: one ``log-metric-batch`` message with a
+Both channels of wire §3.7/§3.8: one ``log-metric-batch`` message with a
 ``sys.*`` item per metric (what Comet's System Metrics panels show for SDK
 runs), and one message per typed body (``add-cpu-metrics`` ...). Every item
 carries the sample's own timestamp. The multi-node context goes into each

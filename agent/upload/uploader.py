@@ -1,6 +1,6 @@
 """Uploader: send offline archives to Comet, one after the other, resumably.
 
-Per archive, as the SDK's uploader does (SPEC.md §6.4): the backend version,
+Per archive, as the SDK's uploader does (wire §6.4): the backend version,
 the handshake (``add-run`` with ``experimentKey = offline_id``, ``offline``
 and ``getOrCreateEnabled``, so a resumed upload attaches to the experiment it
 created instead of failing or duplicating it; ``get-run`` for archives made
@@ -52,7 +52,7 @@ from agent.message import now_ms
 from agent.upload.progress import Progress
 from agent.upload.replay import Replay, Step
 
-KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # SPEC §1.4
+KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # wire §1.4
 MARKER = "upload:window"
 WINDOW_MESSAGES = 200
 WINDOW_BYTES = 16 << 20
@@ -179,7 +179,7 @@ class Uploader:
             if earlier and not state.get("key"):  # forced: a new experiment, as the SDK does
                 state["key"] = uuid.uuid4().hex
             key = state.get("key") or archive.offline_id
-            if not KEY_RE.match(key):  # the SDK makes a new key too (SPEC §6.2)
+            if not KEY_RE.match(key):  # the SDK makes a new key too (wire §6.2)
                 key = uuid.uuid4().hex
             state["key"] = outcome.key = key
             self._save(state_key, state)

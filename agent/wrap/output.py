@@ -11,14 +11,14 @@ redraw, which is hundreds a second in a fast loop.
 
 Partial lines wait per stream for their newline; one still unfinished
 ``flush_interval_s`` after its first byte is sent as it stands (the rest of
-it is a later item, as the SDK sends one item per write, SPEC §3.6), and
+it is a later item, as the SDK sends one item per write, wire §3.6), and
 ``close()`` sends whatever is left. Bytes are UTF-8, decoded with
 errors="replace" (lines that needed it are counted). A line longer than
 ``max_line_bytes`` keeps its first ``max_line_bytes`` and ends with a
 visible marker; the rest is counted and never held in memory.
 
 Offsets: ONE counter from ``first_offset`` for stdout, stderr and ``line()``
-(SPEC §3.6: the handshake's ``lastOffset``), given when a line is complete,
+(wire §3.6: the handshake's ``lastOffset``), given when a line is complete,
 so they follow the order lines were finished in across both streams.
 
 Threads: the two reader threads call ``feed()``; work on the hot path is a

@@ -1,9 +1,9 @@
-"""The stand-in's own copy of SPEC.md's endpoints: paths, where the key goes, fields, types.
+"""The stand-in's own copy of the wire notes' endpoints: paths, where the key goes, fields, types.
 
-Written from ../shared/comet-api/SPEC.md §2-§3, deliberately *not* imported
+Written from wire §2-§3, deliberately *not* imported
 from ``agent.api.endpoints``: a test that checked the agent against its own
 table could not fail. Each route validates a decoded request and returns the
-list of what is wrong with it (empty when it matches SPEC.md).
+list of what is wrong with it (empty when it matches docs/comet-wire.md).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 Check = Callable[[object], bool]
-KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # SPEC §1.4: alphanumeric, 32-50 characters
+KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # wire §1.4: alphanumeric, 32-50 characters
 # Plausible epoch milliseconds: after 2001-09-09 and before 2286. Seconds or monotonic
-# clocks (SPEC §1.5's SDK defect) fall outside.
+# clocks (wire §1.5's SDK defect) fall outside.
 MS_MIN, MS_MAX = 1_000_000_000_000, 9_999_999_999_999
 
 
@@ -106,7 +106,7 @@ PARAM_ITEM = obj_with(
 OUTPUT_LINE = obj_with(
     {"stderr": is_bool, "output": is_str, "localTimestamp": is_ms, "offset": is_nonneg_int}
 )
-# SPEC §1.5: the SDK's own streamer and uploader send time.monotonic() ms as localTimestamp
+# wire §1.5: the SDK's own streamer and uploader send time.monotonic() ms as localTimestamp
 # (a defect the server accepts). Only a test running the real SDK relaxes the check.
 OUTPUT_LINE_SDK = obj_with(
     {"stderr": is_bool, "output": is_str, "localTimestamp": is_nonneg_int, "offset": is_nonneg_int}
@@ -546,7 +546,7 @@ ROUTES: tuple[Route, ...] = (
         payload="query",
         required=_q("assetId"),
     ),
-    # Not in the seed (SPEC §2, second table).
+    # Not in the seed (wire §2, second table).
     Route("backend-version", "GET", "/clientlib/isAlive/ver", payload="query"),
     Route("experiment-metadata", "GET", R + "experiment/metadata", key="query", payload="query"),
     Route("account-details", "GET", R + "account-details", payload="query"),
@@ -656,7 +656,7 @@ def check_fields(route: Route, fields: Mapping[str, object]) -> list[str]:
 
 
 def check_patch_zip(data: bytes) -> list[str]:
-    """SPEC §3.5: the git patch is a zip holding exactly one member, git_diff.patch."""
+    """wire §3.5: the git patch is a zip holding exactly one member, git_diff.patch."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = zf.namelist()

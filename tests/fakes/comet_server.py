@@ -1,10 +1,10 @@
-"""A loopback Comet stand-in: a real HTTP server that checks every request against SPEC.md.
+"""A loopback Comet stand-in: a real HTTP server checking every request against the wire notes.
 
 Tests start it on 127.0.0.1 with an ephemeral port and point the agent at it
 with ``COMET_URL_OVERRIDE=server.url``. Every request is decoded (gzip,
 JSON, multipart), checked against ``comet_routes`` (method, path, auth
 header, content type, experiment key, fields and their types), recorded,
-and answered. A request that breaks SPEC.md gets HTTP 400 and lands in
+and answered. A request that breaks docs/comet-wire.md gets HTTP 400 and lands in
 ``server.violations``, which every test using the fixture asserts empty.
 
 Faults are scripted per route or for all routes: ``server.fail("log-metric-batch",
@@ -103,7 +103,9 @@ class CometStandIn:
         known_keys: Iterable[str] = (),
     ) -> None:
         self.api_key = api_key  # None: accept any non-empty key
-        self.sdk_quirks = False  # accept what SPEC.md records the real SDK sending (§1.5)
+        self.sdk_quirks = (
+            False  # accept what docs/comet-wire.md records the real SDK sending (§1.5)
+        )
         self.default_workspace: str | None = "stand-in-default"  # account-details
         self.requests: list[Recorded] = []
         self.keepalive: deque[dict[str, object]] = deque()
@@ -225,7 +227,7 @@ class CometStandIn:
 
     @property
     def violations(self) -> list[str]:
-        """Every SPEC.md breach seen so far."""
+        """Every docs/comet-wire.md breach seen so far."""
         with self._lock:
             return [p for r in self.requests for p in r.problems]
 
@@ -459,7 +461,9 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
                 return
             if not method_ok:
                 rec.status = 405
-                rec.problems.append(f"{route.name}: method {method}, SPEC says {route.method}")
+                rec.problems.append(
+                    f"{route.name}: method {method}, the wire notes say {route.method}"
+                )
                 self._record_and_send(rec, 405, {"msg": "stand-in: wrong method"})
                 return
             # Authentication first, as a real server would.
@@ -495,11 +499,15 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             if route.payload == "json":
                 ctype = rec.headers.get("Content-Type")
                 if ctype != JSON_CT:
-                    problems.append(f"{route.name}: Content-Type {ctype!r}, SPEC says {JSON_CT!r}")
+                    problems.append(
+                        f"{route.name}: Content-Type {ctype!r}, the wire notes say {JSON_CT!r}"
+                    )
                 data = raw
                 if rec.headers.get("Content-Encoding") == "gzip":
                     if not route.gzip:
-                        problems.append(f"{route.name}: gzip body, SPEC says never compressed")
+                        problems.append(
+                            f"{route.name}: gzip body, the wire notes say never compressed"
+                        )
                     try:
                         data = gzip.decompress(raw)
                     except OSError:
@@ -523,7 +531,7 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             else:
                 rec.body = self._multipart(route, rec, raw)
                 fields = {k: v for k, v in query.items() if k != "experimentKey"}
-            # Where the key travels (SPEC §1.4).
+            # Where the key travels (wire §1.4).
             key: object = None
             if route.key == "body":
                 key = fields.get("experimentKey", fields.get("previousExperiment"))
@@ -542,7 +550,9 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             if route.api_key_in_body and fields.get("apiKey") != rec.headers.get("Authorization"):
                 problems.append(f"{route.name}: apiKey in the body must equal the API key")
             if not route.api_key_in_body and "apiKey" in fields:
-                problems.append(f"{route.name}: apiKey in a body that SPEC does not put it in")
+                problems.append(
+                    f"{route.name}: apiKey in a body that the wire notes do not put it in"
+                )
             if server.sdk_quirks and route.name == "log-output":
                 route = dataclasses.replace(
                     route, required={"outputLines": list_of(OUTPUT_LINE_SDK)}
@@ -552,7 +562,9 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
         def _multipart(self, route: Route, rec: Recorded, raw: bytes) -> dict[str, object]:
             ctype = rec.headers.get("Content-Type", "")
             if not ctype.startswith("multipart/form-data; boundary="):
-                rec.problems.append(f"{route.name}: Content-Type {ctype!r}, SPEC says multipart")
+                rec.problems.append(
+                    f"{route.name}: Content-Type {ctype!r}, the wire notes say multipart"
+                )
                 return {}
             msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
                 b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
@@ -569,7 +581,7 @@ def _handler_for(server: CometStandIn) -> type[BaseHTTPRequestHandler]:
             if route.file_name not in (None, "*") and upload["filename"] != route.file_name:
                 rec.problems.append(
                     f"{route.name}: file part's filename is "
-                    f"{upload['filename']!r}, SPEC says {route.file_name!r}"
+                    f"{upload['filename']!r}, the wire notes say {route.file_name!r}"
                 )
             if route.name == "upload-git-patch":
                 rec.problems.extend(check_patch_zip(upload["bytes"]))  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ TYPED = {
     "add-load-metrics": "load",
     "add-gpu-metrics": "gpu",
 }
-# Metric-name prefix → collector (SPEC §3.7 names; no node prefix in the fault suite).
+# Metric-name prefix → collector (wire §3.7 names; no node prefix in the fault suite).
 PREFIXES = {
     "sys.cpu.": "cpu",
     "sys.ram.": "memory",

@@ -3,7 +3,7 @@
 Bar: to a server that answers 401 to everything, every request the agent
 makes (start, run, api, doctor, upload) carries the canary key in the
 Authorization header and nowhere else: not in the path, the query, another
-header or the body (raw, gzip undone), except the apiKey field SPEC.md puts
+header or the body (raw, gzip undone), except the apiKey field docs/comet-wire.md puts
 in the clientlib handshake. A repository whose origin is
 ``https://user:token@host/x.git`` reaches Comet as ``https://host/x.git``,
 and the token is nowhere in what the agent sends, logs or keeps.

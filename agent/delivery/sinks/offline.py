@@ -1,10 +1,10 @@
 """OfflineSink: where messages end when the agent has no API key or runs --offline.
 
 The sender drains the outbox into this sink exactly as it would into the REST
-sink; each message becomes the archive lines SPEC.md §6.3 defines (see
+sink; each message becomes the archive lines wire §6.3 defines (see
 ``agent.archive.convert``), written to ``<directory>/<key>.partial/`` and
 flushed per message. ``close()`` zips it into ``<directory>/<key>.zip``
-(SPEC §6.1 naming), which ``comet-agent upload`` or the SDK's ``comet upload``
+(wire §6.1 naming), which ``comet-agent upload`` or the SDK's ``comet upload``
 sends later. A crash leaves the partial directory; the next sink opened on
 the same directory (the next agent start) or ``comet-agent upload`` zips it.
 
