@@ -164,7 +164,10 @@ def test_child_gets_the_key_env_and_never_the_api_key_on_argv(
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # a thread that ended between the listing and the read
+            continue
         found.extend(int(c) for c in children)
     return found
 
@@ -199,8 +202,12 @@ def test_mixed_streams_keep_their_flags(server: CometStandIn, run_env: dict[str,
     result = _run([sys.executable, "-c", script], run_env)
     assert result.returncode == 0
     lines = sorted(server.output_lines(), key=lambda line: int(line["offset"]))  # type: ignore[call-overload]
-    assert [line["output"] for line in lines] == [f"{i}\n" for i in range(20)]
-    assert [line["stderr"] for line in lines] == [i % 3 == 0 for i in range(20)]
+    assert [int(line["offset"]) for line in lines] == list(range(20))  # type: ignore[call-overload]
+    # Two pipes, two readers: across streams the order is as the readers saw it (a loaded
+    # machine may swap neighbours); within each stream it is the command's, and every flag holds.
+    for err in (True, False):
+        mine = [str(line["output"]) for line in lines if line["stderr"] is err]
+        assert mine == [f"{i}\n" for i in range(20) if (i % 3 == 0) is err]
     assert result.stderr.count("\n") >= 7  # the command's stderr lines still reach the terminal
 
 
