@@ -14,6 +14,34 @@ from tests.agent_process import reap
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, TEST_KEYS, clean_env
 
+# What makes a test module end-to-end: it starts the installed agent in a subprocess.
+_E2E_CALLS = (
+    "run_agent(",
+    "AgentProcess(",
+    "agent_argv(",
+    "start_agent(",
+    "run_as_user(",
+    "from bench",
+)
+_e2e_modules: dict[str, bool] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the fault and security suites `fault`, and every subprocess test module `e2e`.
+
+    ``pytest -m "not e2e and not fault"`` is then the fast loop for contributors.
+    """
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent.name in ("fault", "security"):
+            item.add_marker(pytest.mark.fault)
+        key = str(path)
+        if key not in _e2e_modules:
+            text = path.read_text(errors="replace")
+            _e2e_modules[key] = any(call in text for call in _E2E_CALLS)
+        if _e2e_modules[key]:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:
