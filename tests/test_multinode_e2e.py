@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.agent_process import AgentProcess
 from tests.fakes.comet_server import CometStandIn
@@ -25,20 +29,33 @@ def _node_env(env: dict[str, str], tmp_path: Path, rank: int) -> dict[str, str]:
     }
 
 
+def _repo(tmp_path: Path, genv: dict[str, str]) -> Path:
+    """A git repository of its own: the test must not depend on where pytest runs."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run([git, *args], cwd=repo, env=genv, check=True)
+    return repo
+
+
 def test_two_ranks_one_experiment(
-    server: CometStandIn, env: dict[str, str], tmp_path: Path
+    server: CometStandIn, env: dict[str, str], tmp_path: Path, genv: dict[str, str]
 ) -> None:
     """Rank 0 creates and publishes the key; rank 1 waits for it. Samples carry node1-rank1 and
     node0-rank0 contexts; git, the start and end times and the host fields are sent once (by
     rank 0); rank 1's host facts arrive as node-qualified extra items."""
     server.answer_keepalive(FAST)
     key_file = tmp_path / "shared" / "key"
+    repo = _repo(tmp_path, genv)
     follower = AgentProcess(
-        ["start", "--experiment-key-file", str(key_file)], _node_env(env, tmp_path, 1)
+        ["start", "--experiment-key-file", str(key_file)], _node_env(env, tmp_path, 1), cwd=repo
     )
     follower.wait_for("sidecar.waiting")
     leader = AgentProcess(
-        ["start", "--experiment-key-file", str(key_file)], _node_env(env, tmp_path, 0)
+        ["start", "--experiment-key-file", str(key_file)], _node_env(env, tmp_path, 0), cwd=repo
     )
     leader.wait_for("agent.ready")
     follower.wait_for("agent.ready")

@@ -7,7 +7,6 @@ import math
 import re
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -51,13 +50,10 @@ def report(tmp_path: Path, path: Path | None, *, png: bool = False) -> Path:
 
 @pytest.mark.slow
 def test_a_day_at_one_second_renders_fast_small_and_safe(tmp_path: Path) -> None:
-    """24 h at 1 s: under 10 s and 5 MB; plots, facts and the escaped output tail are there."""
+    """24 h at 1 s: under 5 MB; plots, facts and the escaped output tail are there (how long it
+    takes is bench/report_day.py's figure, not a test's)."""
     archive = write_day(tmp_path / "day.zip")
-    started = time.perf_counter()
-    page_path = report(tmp_path, archive)
-    elapsed_s = time.perf_counter() - started
-    page = page_path.read_text(encoding="utf-8")
-    assert elapsed_s < 10, elapsed_s
+    page = report(tmp_path, archive).read_text(encoding="utf-8")
     assert len(page.encode()) < 5_000_000
     assert page.count('<svg class="chart"') == 8  # + the per-core heatmap
     for caption in ("CPU utilisation", "CPU per core", "RAM used (of 256.0 GiB)",
