@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
@@ -184,9 +184,28 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def get_logger(name: str | None = None) -> Any:
+class Logger(Protocol):
+    """What the agent's modules call on a logger: one method per level, an event and fields."""
+
+    def debug(self, event: str, **fields: Any) -> None:
+        """Log at debug."""
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log at info."""
+
+    def warning(self, event: str, **fields: Any) -> None:
+        """Log at warning."""
+
+    def error(self, event: str, **fields: Any) -> None:
+        """Log at error."""
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log at error, with the exception being handled."""
+
+
+def get_logger(name: str | None = None) -> Logger:
     """Return a structlog logger (structlog itself is imported when it first logs)."""
-    return _Logger(name)
+    return cast(Logger, _Logger(name))
 
 
 class _Logger:

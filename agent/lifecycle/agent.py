@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     # offline run never loads requests.
     from agent.api.client import CometClient
     from agent.delivery.sinks.offline import OfflineSink
+    from agent.wrap.output import OutputStream
 
 logger = log.get_logger(__name__)
 STATUS_EVERY_S = 5.0
@@ -98,7 +99,7 @@ class Agent:
         self.leader = is_leader(self.identity, settings.role)
         self.attachment: Attachment | None = None
         self.started_ms = now_ms()
-        self.output: object = None  # an OutputStream under `run`
+        self.output: OutputStream | None = None  # the command's output, under `run`
         self._limiter = log.RateLimiter()
         self._scheduler = Scheduler()
         self._heartbeat = Heartbeat(
@@ -466,18 +467,18 @@ class Agent:
             context=self.identity.context,
             prefix=self.settings.node_identifier,
         )
-        line = getattr(self.output, "line", None)
+        output = self.output
 
         def to_output(text: str) -> None:
-            if callable(line):
-                line(text, stderr=True)
+            if output is not None:
+                output.line(text, stderr=True)
 
         self._sampling.sample(
             group,
             self.experiment_key,
             channels,
             self.put,
-            to_output if callable(line) else None,
+            to_output if output is not None else None,
             final=final,
         )
 
@@ -523,9 +524,8 @@ class Agent:
             if self.attachment is not None and self._delivery is not None:
                 for group in ("cpu", "gpu") if self._began.is_set() else ():
                     self.sample(group, final=True)  # the window an in-process SDK loses
-                close = getattr(self.output, "close", None)
-                if callable(close):
-                    close()
+                if self.output is not None:
+                    self.output.close()
                 self.put(
                     end_messages(
                         self.attachment.experiment_key,
