@@ -26,7 +26,7 @@ from agent.collect.base import Roots
 from agent.commands.start import install_signals
 from agent.config import Settings
 from agent.errors import UsageError
-from agent.lifecycle.agent import Agent, ChildExit
+from agent.lifecycle.agent import Agent, ChildExit, StateUnusable
 from agent.lifecycle.ending import StderrTail, exception_line
 from agent.lifecycle.hardening import disable_core_dumps
 from agent.wrap.output import OutputStream
@@ -56,7 +56,12 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
     agent = Agent(settings, command=argv, private_state=True, defer_attach=True)
-    attachment = agent.open(join_now=False)  # the join starts once the command runs
+    try:
+        attachment = agent.open(join_now=False)  # the join starts once the command runs
+    except StateUnusable as exc:
+        # Nowhere to keep even an outbox: the training still runs, unmonitored, said once.
+        print(f"comet-agent: warning: {exc}", file=sys.stderr, flush=True)
+        return run_child(argv, env=env, use_pty=bool(args.pty), core_limit=core_limit).exit_code
     mode = "recording offline" if attachment.offline else "experiment"
     print(f"comet-agent: {mode} {attachment.experiment_key}", file=sys.stderr, flush=True)
     stream = None

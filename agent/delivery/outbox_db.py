@@ -54,8 +54,12 @@ def connect(path: Path) -> sqlite3.Connection:
             directory.chmod(0o700)  # mkdir's mode is filtered by the umask
         # Create the file ourselves so it is 0600 from the first byte; SQLite creates -wal
         # and -shm with the permissions of the database file.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        path.chmod(0o600)
+        # O_NOFOLLOW and fchmod: a link at this name is refused (ELOOP), never followed.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise OutboxError(
             f"cannot create the outbox {path}: {exc.strerror or exc}; make {directory} "

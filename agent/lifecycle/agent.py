@@ -10,11 +10,14 @@ outbox for the next start on the same state directory.
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     # Imported where used: `run` starts the command before facts are gathered, and an
     # offline run never loads requests.
     from agent.api.client import CometClient
+    from agent.delivery.outbox import Outbox
     from agent.delivery.sinks.offline import OfflineSink
     from agent.wrap.output import OutputStream
 
@@ -135,9 +139,8 @@ class Agent:
 
         With `defer_attach`, the experiment is made in a thread started here, or by
         ``start_join()`` when `join_now` is false (``run``: once the command is spawned)."""
+        outbox = self._take_state()
         s = self.settings
-        self._state = StateDir.acquire(s.state_directory, private_fallback=self._private_state)
-        outbox = open_outbox(self._state.outbox_path, s)
         self.attachment = self._attach()
         self._delivery = Delivery(
             outbox,
@@ -147,7 +150,7 @@ class Agent:
             copy=self._copy,
             limiter=self._limiter,
         )
-        if self._archive is None:
+        if self._archive is None and self._state is not None:
             self._delivery.adopt(self._state, s)
         if self.attachment.owned and s.experiment_name:
             # No create call carries the name: it travels as the SDK's own "Name" other.
@@ -305,6 +308,41 @@ class Agent:
         except OutboxError as exc:  # the outbox is in trouble: its own reports say so
             logger.debug("outbox.state_unwritable", error=str(exc))
 
+    def _take_state(self) -> Outbox:
+        """Hold the state directory and open its outbox; under `run`, fall back to a scratch one."""
+        s = self.settings
+        try:
+            return self._open_state(s.state_directory)
+        except AgentError as exc:
+            if not self._private_state:  # `run` only
+                raise
+            error = str(exc)
+        # `run` must not keep the training from starting: a private scratch directory (0700,
+        # ours) in $TMPDIR, else in /dev/shm (memory: a full disk does not reach it) holds the
+        # outbox instead; what it could not deliver stays there, named in the one warning.
+        for fallback in _scratch_dirs():
+            try:
+                outbox = self._open_state(fallback)
+            except AgentError:
+                shutil.rmtree(fallback, ignore_errors=True)
+                continue
+            logger.warning("agent.state_fallback", error=error, directory=str(fallback))
+            self.settings = replace(s, state_directory=fallback)
+            return outbox
+        raise StateUnusable(
+            f"{error}; no temporary directory is writable either (disk full?): the command "
+            "runs unmonitored"
+        )
+
+    def _open_state(self, directory: Path) -> Outbox:
+        self._state = StateDir.acquire(directory, private_fallback=self._private_state)
+        try:
+            return open_outbox(self._state.outbox_path, self.settings)
+        except BaseException:
+            self._state.release()
+            self._state = None
+            raise
+
     def _attach(self) -> Attachment:
         s = self.settings
         if s.offline:
@@ -335,7 +373,7 @@ class Agent:
     def _make_sink(self, attachment: Attachment) -> Sink:
         s = self.settings
         if attachment.offline:
-            self._archive = self._open_archive(s.offline_directory, attachment.experiment_key)
+            self._archive = self._offline_archive(attachment.experiment_key)
             return self._archive
         if s.local_copy:
             directory = s.local_copy_directory
@@ -357,6 +395,35 @@ class Agent:
             return RestSink(CometClient.from_settings(s))
 
         return LazyRestSink(make) if self._defer_attach else make()
+
+    def _offline_archive(self, key: str) -> OfflineSink:
+        """The offline archive; under `run`, elsewhere when its directory is unusable or held."""
+        directory = self.settings.offline_directory
+        try:
+            return self._open_archive(directory, key)
+        except (OSError, AgentError) as exc:
+            if not self._private_state or self._state is None:
+                raise
+            from agent.archive.files import ArchiveBusy
+            from agent.archive.format import PARTIAL_SUFFIX
+
+            error = getattr(exc, "strerror", None) or str(exc)
+            if not isinstance(exc, ArchiveBusy):
+                _drop_empty_partial(directory / f"{key}{PARTIAL_SUFFIX}")
+        # The state directory is ours and writable (it holds the outbox); a scratch one if not.
+        for where in itertools.chain([self._state.path / "offline"], _scratch_dirs()):
+            try:
+                archive = self._open_archive(where, key)
+            except (OSError, AgentError):
+                continue
+            logger.warning(
+                "offline.fallback", error=error, directory=str(directory), instead=str(where)
+            )
+            return archive
+        raise AgentError(
+            f"cannot open an offline archive in {directory} ({error}) nor in a temporary "
+            "directory; free space or set [comet] offline_directory to a writable place"
+        )
 
     def _open_archive(self, directory: Path, key: str, *, given: bool = False) -> OfflineSink:
         from agent.delivery.sinks.offline import OfflineSink
@@ -600,11 +667,16 @@ class Agent:
     def _finish(self) -> None:
         with self._join_lock:
             self._join_cancel.set()  # a join still retrying has nothing left to start
-        if self._delivery is not None:
-            self._delivery.sink.close()  # an offline archive is zipped here
         sink = self._delivery.sink if self._delivery is not None else None
-        if self._archive is not None and self._archive is not sink:
-            self._archive.close()  # the archive a run that never reached Comet went into
+        # An offline archive is zipped here; one that cannot be (a full disk) stays a partial
+        # directory that `upload` finishes: the run's own exit status must not turn into a
+        # failure for it.
+        for closing in (sink, self._archive if self._archive is not sink else None):
+            if closing is not None:
+                try:
+                    closing.close()
+                except AgentError as exc:
+                    logger.warning("offline.unfinished", error=str(exc))
         if self._copy is not None:
             try:
                 self._copy.close()
@@ -678,3 +750,29 @@ class Agent:
 
 def _watchdog_ping() -> None:
     sd_notify("WATCHDOG=1")
+
+
+class StateUnusable(AgentError):
+    """Neither the state directory nor a scratch one can hold an outbox (`run` goes on bare)."""
+
+
+def _scratch_dirs() -> Iterator[Path]:
+    """Private (0700) fallback directories, made on demand: $TMPDIR, then /dev/shm."""
+    # mkdtemp makes a new 0700 directory of its own, never a fixed, guessable name.
+    for parent in (tempfile.gettempdir(), "/dev/shm"):  # noqa: S108
+        try:
+            yield Path(tempfile.mkdtemp(prefix=f"comet-agent-{os.geteuid()}-", dir=parent))
+        except OSError:
+            continue
+
+
+def _drop_empty_partial(path: Path) -> None:
+    """Remove the partial directory a failed open left with nothing but its lock in it."""
+    from agent.archive.format import LOCK
+
+    try:
+        if {p.name for p in path.iterdir()} <= {LOCK}:
+            (path / LOCK).unlink(missing_ok=True)
+            path.rmdir()
+    except OSError:
+        pass  # not there, or not empty: left as it is
