@@ -105,12 +105,27 @@ class Gates:
         return until_ms
 
     def succeeded(self, endpoint: str) -> bool:
-        """Reset the back-off of `endpoint` and of ALL; return whether auth had been paused."""
+        """Reset every back-off (Comet answers again); return whether auth had been paused."""
+        # Not only `endpoint`'s: an outage closed every gate, and one 200 ends it for all. A
+        # typed endpoint left waiting out its 60 s back-off would reach the stop flush unsent.
         with self._lock:
-            self._gates.pop(endpoint, None)
-            self._gates.pop(ALL, None)
+            self._gates.clear()
             was_paused, self.paused_auth = self.paused_auth, False
         return was_paused
+
+    def reopen(self, *, auth: bool = True) -> bool:
+        """End every back-off (and the auth pause, unless not `auth`); return whether one was on.
+
+        Throttle incidents stay: Comet asked for them and nothing but their time ends them.
+        """
+        with self._lock:
+            closed = bool(self._gates)
+            if auth or not self.paused_auth:
+                self._gates.clear()
+                self.paused_auth = False
+            else:  # keep the auth pause (ALL) but open the endpoints behind it
+                self._gates = {ep: g for ep, g in self._gates.items() if ep == ALL}
+        return closed
 
     def throttled(self) -> dict[str, int]:
         """Return the open throttle incidents: endpoint → until (epoch ms)."""

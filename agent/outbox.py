@@ -273,6 +273,15 @@ class Outbox:
         """Put leased rows back as they were (shutdown, or never tried): no attempt counted."""
         self._update(ids, "state = ?", (READY,), only_leased=True)
 
+    def reopen(self, *, exclude: Collection[str] = ()) -> None:
+        """Make every waiting ready row (not of `exclude`) leasable now: the outage is over."""
+        skip = list(exclude)
+        sql = "UPDATE messages SET not_before_ms = 0 WHERE state = ? AND not_before_ms > 0" + (  # noqa: S608
+            f" AND endpoint NOT IN ({_marks(skip)})" if skip else ""
+        )
+        with self._tx(write=True) as conn:
+            conn.execute(sql, (READY, *skip))
+
     def reject(self, ids: Iterable[int], reason: str) -> None:
         """Make rows dead letters: kept and counted, never leased again."""
         self._update(ids, "state = ?, attempts = attempts + 1, last_error = ?", (DEAD, reason))

@@ -132,6 +132,10 @@ class Sender:
         its stop_event is already set), so the daemon can flush after a signal.
         """
         deadline_ms = self._gates.after(timeout_s)
+        # One fresh try for every endpoint: a back-off earned before Comet came back must not
+        # keep its data past the stop (in a sidecar's emptyDir, kept means lost). A throttle
+        # stays (Comet asked for it) and so does an auth pause (retrying cannot end it).
+        self._reopen(auth=False)
         thread = self._thread
         if thread is None or not thread.is_alive() or self._stop.is_set():
             if thread is not None:
@@ -147,6 +151,15 @@ class Sender:
                     return False
                 self._progress.wait(min(0.1, left_ms / 1000))
         return True
+
+    def recovered(self) -> None:
+        """Say Comet answered another request (the keep-alive): every back-off ends now."""
+        self._reopen(auth=True)
+
+    def _reopen(self, *, auth: bool) -> None:
+        if self._gates.reopen(auth=auth):
+            self._outbox.reopen(exclude=self._gates.throttled())
+            self._wake.set()
 
     def _flush_inline(self, deadline_ms: int) -> bool:
         self._inline = True
@@ -227,10 +240,12 @@ class Sender:
         if deadline_ms is not None:
             target = min(target, deadline_ms)
         wait_s = max(0, target - now) / 1000
+        # Never longer than a second: a success elsewhere (the keep-alive) may end the wait.
+        wait_s = min(wait_s, IDLE_WAIT_S)
         if self._inline:
             self._nap.wait(wait_s)
         elif wakeable:
-            self._wake.wait(min(wait_s, IDLE_WAIT_S))
+            self._wake.wait(wait_s)
         else:
             self._stop.wait(wait_s)
 
@@ -315,7 +330,11 @@ class Sender:
         with self._lock:
             self._sent_total += len(group)
             self._last_success_ms = self._clock()
+        closed = self._gates.closed() or self._gates.all_closed_until() is not None
         was_paused = self._gates.succeeded(endpoint)
+        if closed or was_paused:
+            # Rows of the other endpoints wait out their back-off in the outbox too.
+            self._outbox.reopen(exclude=self._gates.throttled())
         if was_paused:
             self._limiter.reset("auth")
             log.info("sender.auth_recovered")

@@ -382,3 +382,61 @@ def test_kill_9_mid_drain_then_restart_delivers_everything(
     received = loads_received(server)
     assert sorted(set(received)) == list(range(40))
     assert len(received) - 40 <= 1  # at most the request in flight at the kill went twice
+
+
+SLOW = Backoff(wait_initial=30, wait_max=60, wait_jitter=0.1)
+
+
+def test_one_success_ends_every_endpoints_back_off(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """After an outage, the first 200 (any endpoint) reopens the others' 30 s back-offs."""
+    server.outage(status=503)
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put_many([metrics(0), load(0)])
+    sender.start()
+    try:
+        wait_until(lambda: server.count(ok_only=False) >= 2, timeout_s=10)
+        server.recover()
+        box.put(Message("add-ram-metrics", KEY, {"totalRam": 2, "usedRam": 1, "timestamp": T0}, T0))
+        sender.wake()
+        wait_until(lambda: not box.pending(), timeout_s=10)  # was: 30 s of back-off
+        assert server.metric_items() == [item(n) for n in range(10)]
+        assert loads_received(server) == [0]
+    finally:
+        sender.stop()
+
+
+def test_a_keep_alive_success_ends_the_outage_for_the_sender(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Connections refused put everything on hold; a keep-alive answer (recovered()) ends it."""
+    server.outage(mode="drop")
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put_many([metrics(0), load(0)])
+    sender.start()
+    try:
+        wait_until(lambda: server.count(ok_only=False) >= 1, timeout_s=10)
+        wait_until(lambda: sender.status().last_error is not None, timeout_s=10)
+        server.recover()
+        sender.recovered()
+        wait_until(lambda: not box.pending(), timeout_s=10)
+    finally:
+        sender.stop()
+
+
+def test_the_stop_flush_does_not_wait_for_a_back_off_from_before_the_recovery(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Back-off earned during the outage; Comet is back at the stop: the flush sends all."""
+    server.outage(status=503)
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put_many([metrics(0), load(0)])
+    sender.start()
+    wait_until(lambda: server.count(ok_only=False) >= 2, timeout_s=10)
+    server.recover()
+    sender.stop()
+    started = time.monotonic()
+    assert sender.flush(10)
+    assert time.monotonic() - started < 9
+    assert loads_received(server) == [0]
