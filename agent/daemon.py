@@ -128,6 +128,7 @@ class Agent:
         )
         if self._archive is None:
             self._delivery.adopt(self._state, s)
+            self._heartbeat.bind(outbox, self._delivery.sender)
         self._delivery.start()
         if self.attachment.first_answer is not None:
             self._heartbeat.apply(self.attachment.first_answer)
