@@ -109,7 +109,6 @@ class IntervalPolicy:
         self.current = replace(self.current, **updates)  # type: ignore[arg-type]
         return Change(tuple(ignored), tuple(clamped))
 
-
     def restore(self, saved: Mapping[str, object]) -> bool:
         """Resume with intervals the server set before a restart; return whether any applied.
 
