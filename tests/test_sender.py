@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 from random import Random
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from agent.api.client import CometClient
@@ -440,3 +443,34 @@ def test_the_stop_flush_does_not_wait_for_a_back_off_from_before_the_recovery(
     assert sender.flush(10)
     assert time.monotonic() - started < 9
     assert loads_received(server) == [0]
+
+
+class _GonePipe(io.StringIO):
+    """stderr whose reader is gone: every write raises BrokenPipeError, as a real pipe does."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_broken_stderr_does_not_stop_the_sender(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """Logging into a pipe nobody reads loses the lines, not the sender thread."""
+    from agent import log
+
+    log.configure("info", "json", _GonePipe())
+    try:
+        server.fail("add-load-metrics", status=400)  # logged at ERROR: the write fails
+        sender = make()
+        sender.start()
+        box.put(load(0))
+        sender.wake()
+        wait_until(lambda: box.stats().dead == 1, timeout_s=10)
+        for n in range(1, 4):
+            box.put(load(n))
+            sender.wake()
+        wait_until(lambda: loads_received(server) == [1, 2, 3], timeout_s=10)
+        assert log.stream_broken() is not None
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
