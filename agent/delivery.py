@@ -24,7 +24,6 @@ from agent.config import Settings
 from agent.errors import ApiError, OutboxError
 from agent.message import Message, steady_ms
 from agent.outbox import Outbox
-from agent.outbox_db import CorruptOutbox
 from agent.sender import Sender
 from agent.sinks.base import Sink
 
@@ -38,14 +37,9 @@ SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may
 
 
 def open_outbox(path: Path, settings: Settings) -> Outbox:
-    """Open the outbox; a corrupt one is moved aside (never deleted) and a new one started."""
-    try:
-        return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms)
-    except CorruptOutbox as exc:
-        # Its rows can still be read by hand. A daemon that refused to start would lose every
-        # sample from now on instead.
-        logger.error("outbox.corrupt", path=str(path), error=str(exc))
-        return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms, recover=True)
+    """Open the outbox; a corrupt one is salvaged, moved aside (never deleted), started anew."""
+    # A daemon that refused to start would lose every sample from now on instead.
+    return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms, recover=True)
 
 
 class Delivery:

@@ -27,10 +27,12 @@ once a minute with the counts since the last line.
 
 Failures raise ``OutboxError`` (one line: the path and the fix); nothing is
 dropped silently. The caller of ``put``/``put_many`` must keep the messages
-in memory and try again later when it raises. A file that is not a database
-raises ``CorruptOutbox``; ``Outbox(path, recover=True)`` instead moves it
-aside as ``<name>.corrupt-<timestamp>`` and starts empty, which only the
-daemon decides to do.
+in memory and try again later when it raises. A file that is not a database,
+or fails ``PRAGMA quick_check`` at open, raises ``CorruptOutbox``;
+``Outbox(path, recover=True)`` (the daemon's choice) instead moves it aside as
+``<name>.corrupt-<timestamp>``, copies every row that still reads into a new
+file and says so in one line (``outbox.corrupt``). A row whose body cannot be
+decoded becomes a dead letter when leased.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,18 @@ from typing import Any
 from agent.errors import OutboxError
 from agent.log import RateLimiter, get_logger
 from agent.message import Kind, Message, now_ms
-from agent.outbox_db import DEAD, LEASED, READY, CorruptOutbox, connect, fail, move_aside, rollback
+from agent.outbox_db import (
+    COLUMNS,
+    DEAD,
+    LEASED,
+    READY,
+    CorruptOutbox,
+    connect,
+    fail,
+    move_aside,
+    rollback,
+    salvage,
+)
 
 log = get_logger(__name__)
 
@@ -105,22 +118,45 @@ class Outbox:
         self._lock = threading.Lock()
         self._limiter = RateLimiter(OVERFLOW_LOG_PERIOD_S)
         self._unlogged: Counter[str] = Counter()
-        self._conn = self._open(recover)
-        self._bytes = self._total_bytes()
-
-    # -- opening ---------------------------------------------------------------------------
-
-    def _open(self, recover: bool) -> sqlite3.Connection:
         try:
-            return connect(self.path)
+            self._conn = connect(self.path)
+            self._bytes = self._total_bytes()
         except CorruptOutbox as exc:
             if not recover:
                 raise
-            moved = move_aside(self.path, self._clock())
-            log.warning(
-                "outbox.recovered", path=str(self.path), moved_to=str(moved), error=str(exc)
+            self._conn = self._recover(exc)
+            self._bytes = self._total_bytes()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _recover(self, exc: CorruptOutbox) -> sqlite3.Connection:
+        """Move the damaged file aside, start a new one with every row that still reads."""
+        with suppress(AttributeError, sqlite3.Error):
+            self._conn.close()  # opened, then found damaged by a later read
+        moved = move_aside(self.path, self._clock())
+        rows, state = salvage(moved)
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                # A row leased by the dead process goes out again, as at every open.
+                [(*row[:6], DEAD if row[6] == DEAD else READY, *row[7:]) for row in rows],
             )
-            return connect(self.path)
+            conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            rollback(conn)  # rows of the wrong shape: start empty rather than not at all
+            rows = []
+        # One line: what happened, what was kept, where the old file is for a look by hand.
+        log.warning(
+            "outbox.corrupt",
+            path=str(self.path),
+            moved_to=str(moved),
+            salvaged=len(rows),
+            error=str(exc),
+        )
+        return conn
 
     def _total_bytes(self) -> int:
         with self._tx() as conn:
@@ -239,15 +275,29 @@ class Outbox:
             + (f" AND endpoint NOT IN ({_marks(skip)})" if skip else "")
             + " ORDER BY id LIMIT ?"
         )
+        leased: list[Stored] = []
+        poison: list[tuple[int, str]] = []
         with self._tx(write=True) as conn:
-            rows = conn.execute(sql, (READY, now, READY, now, *skip, limit)).fetchall()
-            ids = [row[0] for row in rows]
-            for part in _chunks(ids):
+            for row in conn.execute(sql, (READY, now, READY, now, *skip, limit)).fetchall():
+                try:
+                    leased.append(_stored(row))
+                except (ValueError, TypeError) as exc:  # invalid UTF-8 or JSON: a damaged row
+                    poison.append((row[0], f"undecodable row: {type(exc).__name__}: {exc}"[:300]))
+            # A row that cannot be read is a dead letter (kept for a look), never a dead sender.
+            conn.executemany(
+                "UPDATE messages SET state = ?, last_error = ? WHERE id = ?",
+                [(DEAD, error, row_id) for row_id, error in poison],
+            )
+            for part in _chunks([s.id for s in leased]):
                 conn.execute(
                     f"UPDATE messages SET state = ? WHERE id IN ({_marks(part)})",  # noqa: S608
                     (LEASED, *part),
                 )
-        return [_stored(row) for row in rows]
+        if poison:
+            log.error(
+                "outbox.undecodable", path=str(self.path), count=len(poison), error=poison[0][1]
+            )
+        return leased
 
     def ack(self, ids: Iterable[int]) -> None:
         """Delete delivered rows."""
@@ -308,7 +358,7 @@ class Outbox:
                 " attempts, last_error FROM messages WHERE state = ? ORDER BY id LIMIT ?",
                 (DEAD, limit),
             ).fetchall()
-        return [_stored(row) for row in rows]
+        return [_stored(row, lenient=True) for row in rows]
 
     def pending(self) -> int:
         """Return how many rows are waiting to be delivered (ready or leased)."""
@@ -390,9 +440,18 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def _stored(row: tuple[Any, ...]) -> Stored:
+def _stored(row: tuple[Any, ...], *, lenient: bool = False) -> Stored:
+    """Decode a row; `lenient` shows an undecodable body as {} (a dead letter to list)."""
     row_id, endpoint, key, body, attachment, created_ms, kind, attempts, last_error = row
-    msg = Message(endpoint, key, json.loads(body), created_ms, Kind(kind), attachment)
+    try:
+        decoded = json.loads(body)
+        if not isinstance(decoded, dict):
+            raise TypeError(f"body is {type(decoded).__name__}, not an object")
+        msg = Message(str(endpoint), str(key), decoded, int(created_ms), Kind(kind), attachment)
+    except (ValueError, TypeError):
+        if not lenient:
+            raise
+        msg = Message(str(endpoint), str(key), {}, int(created_ms or 0), Kind.SAMPLE, None)
     return Stored(row_id, msg, attempts, last_error)
 
 

@@ -68,6 +68,11 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA journal_size_limit = 67108864")  # WAL back to 64 MiB after a burst
+        # Damaged pages (a bad disk, a copy cut short) would fail a query at some later moment
+        # and stop the agent there; found now, the file is salvaged and moved aside instead.
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"integrity check: {'; '.join(problems)[:200]}")
         conn.executescript(SCHEMA)
         # Leases of a process that died: those messages were never acked, so send them again.
         conn.execute("UPDATE messages SET state = ? WHERE state = ?", (READY, LEASED))
@@ -86,10 +91,11 @@ def fail(path: Path, exc: sqlite3.Error, action: str) -> NoReturn:
     name = str(getattr(exc, "sqlite_errorname", ""))
     text = str(exc)
     where = path.parent
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or text.startswith("integrity"):
         raise CorruptOutbox(
-            f"outbox {path} is corrupt ({text}); stop the agent and move it aside, or start it "
-            f"with outbox recovery, which renames it {path.name}.corrupt-<time> and starts empty"
+            f"outbox {path} is corrupt ({text}); the next start of comet-agent keeps what reads, "
+            f"moves it aside as {path.name}.corrupt-<time> and starts a new one (or move it "
+            "aside yourself)"
         ) from None
     if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
         message = (
@@ -108,6 +114,40 @@ def fail(path: Path, exc: sqlite3.Error, action: str) -> NoReturn:
     raise OutboxError(message) from None
 
 
+COLUMNS = (
+    "endpoint, experiment_key, body, attachment, created_ms, kind, state, attempts, last_error,"
+    " size"
+)
+
+
+def salvage(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Read what still reads from a damaged outbox: (message rows, state rows), oldest first.
+
+    Rows are read one by one, walking up from the first id and down from the last, so one
+    damaged page loses the rows on it, not every row after it.
+    """
+    rows: dict[int, tuple[object, ...]] = {}
+    state: list[tuple[object, ...]] = []
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error:
+        return [], []
+    try:
+        with suppress(sqlite3.Error):
+            state = conn.execute("SELECT key, value FROM state").fetchall()
+        for order in ("ASC", "DESC"):
+            with suppress(sqlite3.Error):
+                cur = conn.execute(
+                    f"SELECT id, {COLUMNS} FROM messages NOT INDEXED ORDER BY id {order}"  # noqa: S608
+                )
+                for row in cur:
+                    rows[int(row[0])] = tuple(row[1:])
+    finally:
+        with suppress(sqlite3.Error):
+            conn.close()
+    return [rows[i] for i in sorted(rows)], state
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     """Undo the open transaction, if SQLite has not already (it does on SQLITE_FULL, I/O)."""
     if conn.in_transaction:
@@ -119,10 +159,11 @@ def move_aside(path: Path, at_ms: int) -> Path:
     """Rename a corrupt outbox (and its -wal, -shm) to ``<name>.corrupt-<time>``; return it."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at_ms / 1000))
     try:
+        # The -wal keeps its suffix after the new name, so SQLite still reads it with the file.
         for suffix in ("-wal", "-shm", ""):
             src = path.with_name(path.name + suffix)
             if src.exists():
-                src.rename(path.with_name(f"{path.name}{suffix}.corrupt-{stamp}"))
+                src.rename(path.with_name(f"{path.name}.corrupt-{stamp}{suffix}"))
     except OSError as exc:
         raise OutboxError(
             f"cannot move the corrupt outbox {path} aside: {exc.strerror or exc}; "
