@@ -73,6 +73,7 @@ class Delivery:
                 backoff=Backoff.from_settings(settings),
                 batch_items=settings.batch_items,
                 clock=steady_ms,
+                url=settings.url_override,
             )
 
     def start(self) -> None:
@@ -175,7 +176,7 @@ class Delivery:
         if self.sender is None:
             return True
         started = steady_ms()
-        drained = self.sender.flush(timeout_s)
+        drained = self.sender.flush(timeout_s, fresh=True)
         left_s = timeout_s - (steady_ms() - started) / 1000
         # A request still in flight (a slow server) gets a short grace, not its whole timeout:
         # its rows stay leased on disk and go out again at the next start.

@@ -311,11 +311,14 @@ class Outbox:
                 freed += sum(row[0] for row in cur.fetchall())
         self._bytes -= freed
 
-    def retry_later(self, ids: Iterable[int], not_before_ms: int, error: str) -> None:
-        """Put leased rows back, counting a failed try; none is leased before `not_before_ms`."""
+    def retry_later(
+        self, ids: Iterable[int], not_before_ms: int, error: str, *, count: bool = True
+    ) -> None:
+        """Put leased rows back, counting a failed try (unless not `count`); none is leased
+        before `not_before_ms`."""
         self._update(
             ids,
-            "state = ?, attempts = attempts + 1, not_before_ms = ?, last_error = ?",
+            f"state = ?, attempts = attempts + {int(count)}, not_before_ms = ?, last_error = ?",
             (READY, not_before_ms, error),
         )
 
@@ -347,6 +350,15 @@ class Outbox:
                     f"UPDATE messages SET {assignments} WHERE id IN ({_marks(part)}){where}",  # noqa: S608
                     (*values, *part),
                 )
+
+    def retry_dead(self) -> int:
+        """Make every dead letter ready again, tries reset; return how many."""
+        with self._tx(write=True) as conn:
+            cur = conn.execute(
+                "UPDATE messages SET state = ?, attempts = 0, not_before_ms = 0 WHERE state = ?",
+                (READY, DEAD),
+            )
+            return int(cur.rowcount)
 
     # -- reading ---------------------------------------------------------------------------
 

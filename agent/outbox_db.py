@@ -13,6 +13,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 from agent.errors import OutboxError
 
@@ -146,6 +147,39 @@ def salvage(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ..
         with suppress(sqlite3.Error):
             conn.close()
     return [rows[i] for i in sorted(rows)], state
+
+
+def requeue_dead(path: Path) -> int:
+    """Make the dead letters of the outbox at `path` ready again; return how many.
+
+    A plain connection, not ``Outbox``: opening one releases the leases of a
+    running agent, and this runs beside it (that agent then sends them).
+    """
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        try:
+            cur = conn.execute(
+                "UPDATE messages SET state = ?, attempts = 0, not_before_ms = 0 WHERE state = ?",
+                (READY, DEAD),
+            )
+            return int(cur.rowcount)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        fail(path, exc, "write")
+
+
+def count_dead(path: Path) -> int:
+    """Return how many dead letters the outbox at `path` holds (read-only; 0 if unreadable)."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=2.0)
+        try:
+            row = conn.execute("SELECT COUNT(*) FROM messages WHERE state = ?", (DEAD,)).fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
 
 
 def rollback(conn: sqlite3.Connection) -> None:

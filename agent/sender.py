@@ -14,6 +14,11 @@ request each. What happens to a request that fails depends on the error:
   ``status().throttled_ever`` tells the daemon to send mark-not-throttled at the end.
 * ``AuthError`` (401/403): all sending pauses for ``backoff.wait_max``, logged
   once with the fix; nothing is dropped, as the key may be rotated back.
+* 404 and 413 may pass (a proxy or a deploy in between): the endpoint backs off
+  and the message becomes a dead letter only after ``TRANSIENT_ATTEMPTS`` tries;
+  a 413 on a merged batch splits it first. 404 on ``WRONG_URL_ENDPOINTS``
+  different endpoints with no success between means a wrong server URL: all
+  sending pauses as for a rejected key, logged once with the fix, no try counted.
 * anything else from Comet (other 4xx, 501/505) or a message the client cannot
   build: a merged batch is split and re-sent message by message, then each
   message still refused becomes a dead letter (kept, counted, logged at ERROR).
@@ -45,6 +50,9 @@ from agent.sinks.base import Sink
 log = get_logger(__name__)
 
 IDLE_WAIT_S = 1.0  # longest idle wait, so a stop_event set from outside is seen within a second
+TRANSIENT_STATUSES = (404, 413)  # refusals that a proxy or a deploy can give for a while
+TRANSIENT_ATTEMPTS = 8  # tries before such a refusal makes a dead letter (minutes at 60 s)
+WRONG_URL_ENDPOINTS = 3  # endpoints answering 404 (none answering 200) that mean a wrong URL
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class SenderStatus:
     throttled_ever: bool = False
     sent_total: int = 0
     requests_total: int = 0
+    paused_url: bool = False
 
 
 class Sender:
@@ -82,8 +91,10 @@ class Sender:
         clock: Callable[[], int] = now_ms,
         stop_event: threading.Event | None = None,
         limiter: RateLimiter | None = None,
+        url: str = "",
     ) -> None:
         self._outbox = outbox
+        self._url = url  # the configured server URL, named in the wrong-URL hint
         self._sink = sink
         self._backoff = backoff or Backoff()
         self._batch_items = batch_items
@@ -104,6 +115,7 @@ class Sender:
         self._requests_total = 0
         self._thread: threading.Thread | None = None
         self._unsettled: list[int] = []  # leased rows a failed outbox write left leased
+        self._not_found: set[str] = set()  # endpoints answering 404 since the last success
 
     # -- control ---------------------------------------------------------------------------
 
@@ -125,17 +137,19 @@ class Sender:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
-    def flush(self, timeout_s: float) -> bool:
+    def flush(self, timeout_s: float, *, fresh: bool = False) -> bool:
         """Send until nothing is waiting or `timeout_s` passed; return True if the outbox drained.
 
         Runs in the caller's thread when the sender thread is not running (or
         its stop_event is already set), so the daemon can flush after a signal.
+        `fresh` (the stop flush) first ends every back-off for one more try.
         """
         deadline_ms = self._gates.after(timeout_s)
-        # One fresh try for every endpoint: a back-off earned before Comet came back must not
-        # keep its data past the stop (in a sidecar's emptyDir, kept means lost). A throttle
-        # stays (Comet asked for it) and so does an auth pause (retrying cannot end it).
-        self._reopen(auth=False)
+        if fresh:
+            # A back-off earned before Comet came back must not keep its data past the stop
+            # (in a sidecar's emptyDir, kept means lost). A throttle stays (Comet asked for
+            # it) and so does a pause (the key or the URL: retrying cannot end it).
+            self._reopen(auth=False)
         thread = self._thread
         if thread is None or not thread.is_alive() or self._stop.is_set():
             if thread is not None:
@@ -147,7 +161,7 @@ class Sender:
         with self._progress:
             while self._outbox.pending():
                 left_ms = deadline_ms - self._clock()
-                if left_ms <= 0 or self._gates.paused_auth or not thread.is_alive():
+                if left_ms <= 0 or self._gates.paused or not thread.is_alive():
                     return False
                 self._progress.wait(min(0.1, left_ms / 1000))
         return True
@@ -165,7 +179,7 @@ class Sender:
         self._inline = True
         try:
             while self._outbox.pending():
-                if self._clock() >= deadline_ms or self._gates.paused_auth:
+                if self._clock() >= deadline_ms or self._gates.paused:
                     return False
                 self._turn(deadline_ms)
             return True
@@ -184,6 +198,7 @@ class Sender:
                 throttled_ever=self._gates.throttled_ever,
                 sent_total=self._sent_total,
                 requests_total=self._requests_total,
+                paused_url=self._gates.paused_url,
             )
 
     # -- the loop --------------------------------------------------------------------------
@@ -272,7 +287,7 @@ class Sender:
             try:
                 self._send(group)
             except ApiError as exc:
-                if not exc.retryable and not isinstance(exc, AuthError) and len(group) > 1:
+                if _splits(exc) and len(group) > 1:
                     groups.extendleft([s] for s in reversed(group))  # find the culprit alone
                     continue
                 blocked |= self._failed(group, exc)
@@ -330,6 +345,7 @@ class Sender:
         with self._lock:
             self._sent_total += len(group)
             self._last_success_ms = self._clock()
+        self._not_found.clear()
         closed = self._gates.closed() or self._gates.all_closed_until() is not None
         was_paused = self._gates.succeeded(endpoint)
         if closed or was_paused:
@@ -345,6 +361,12 @@ class Sender:
         """Settle a group Comet did not take; return what is blocked for the rest of the pass."""
         endpoint = group[0].message.endpoint
         error = str(exc)
+        if exc.status == 404 and not exc.retryable:
+            self._not_found.add(endpoint)
+            if len(self._not_found) >= WRONG_URL_ENDPOINTS:
+                return self._pause_url(group, error)
+        if _transient(exc) and max(s.attempts for s in group) + 1 < TRANSIENT_ATTEMPTS:
+            return self._defer(group, endpoint, error, exc.retry_after_s)
         if not exc.retryable and not isinstance(exc, AuthError):
             self._reject(group, error)
             return set()  # nothing blocked: the next message may be fine
@@ -375,6 +397,22 @@ class Sender:
             error,
             exc.retry_after_s,
         )
+
+    def _pause_url(self, group: list[Stored], error: str) -> set[str]:
+        """Every endpoint answers 404: pause all, counting no try (a fixed URL sends it all)."""
+        self._note_error(error)
+        self._outbox.retry_later(_ids([group]), self._gates.pause_url(), error, count=False)
+        if (repeats := self._limiter.check("url")) is not None:
+            # Once (then hourly), like a rejected key: the fix is in the configuration.
+            log.error(
+                "sender.url_wrong",
+                error=error,
+                url=self._url or None,
+                fix=url_fix(self._url),
+                retry_in_s=self._backoff.wait_max,
+                repeats=repeats,
+            )
+        return {ALL}
 
     def _defer(
         self, group: list[Stored], where: str, error: str, retry_after_s: float | None
@@ -421,6 +459,25 @@ class Sender:
             oldest_age_s=round((self._clock() - oldest_ms) / 1000, 1),
             duration_ms=round((time.monotonic() - started) * 1000),
         )
+
+
+def _transient(exc: ApiError) -> bool:
+    """A refusal that may pass: 404 or 413 (never an auth or a throttle answer)."""
+    return not exc.retryable and exc.status in TRANSIENT_STATUSES
+
+
+def _splits(exc: ApiError) -> bool:
+    """Whether a merged batch Comet refused is worth sending message by message."""
+    # Not a 404: when the URL or the experiment is wrong, every part is refused alike.
+    return not exc.retryable and not isinstance(exc, AuthError) and exc.status != 404
+
+
+def url_fix(url: str) -> str:
+    """How to fix a server URL that answers 404 everywhere."""
+    base = "set COMET_URL_OVERRIDE (or [comet] url_override) to the clientlib base of your server"
+    if url and "/clientlib" not in url:
+        return f"{base}: {url} has no /clientlib/; try {url.rstrip('/')}/clientlib/"
+    return base + ", like https://www.comet.com/clientlib/"
 
 
 def _ids(groups: Iterable[list[Stored]]) -> list[int]:

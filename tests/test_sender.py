@@ -440,7 +440,7 @@ def test_the_stop_flush_does_not_wait_for_a_back_off_from_before_the_recovery(
     server.recover()
     sender.stop()
     started = time.monotonic()
-    assert sender.flush(10)
+    assert sender.flush(10, fresh=True)  # as Delivery.flush does at the stop
     assert time.monotonic() - started < 9
     assert loads_received(server) == [0]
 
@@ -474,3 +474,73 @@ def test_a_broken_stderr_does_not_stop_the_sender(
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
+
+
+def ram(n: int) -> Message:
+    """A typed Add RAM Metrics message stamped T0 + n."""
+    return Message(
+        "add-ram-metrics", KEY, {"totalRam": 8, "usedRam": n, "timestamp": T0 + n}, T0 + n
+    )
+
+
+def test_a_404_that_passes_loses_nothing(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """A few 404s (a proxy, a deploy) back the endpoint off; no dead letter, all in order."""
+    server.fail("add-load-metrics", status=404, times=3)
+    box.put_many([load(0), load(1), load(2)])
+    assert make().flush(15)
+    assert loads_received(server) == [0, 1, 2]
+    assert box.stats().dead == 0  # was: load(0) a dead letter for good
+
+
+def test_a_413_splits_the_batch_and_loses_nothing(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """A merged batch too large for a proxy goes message by message; nothing is dead."""
+    server.fail("log-metric-batch", status=413, times=2)
+    box.put_many([metrics(0), metrics(10), metrics(20)])
+    assert make().flush(15)
+    assert [r.status for r in server.received(ok_only=False)][:2] == [413, 413]
+    assert server.metric_items() == [item(n) for n in range(30)]
+    assert box.stats().dead == 0
+
+
+def test_404_everywhere_is_a_wrong_url_paused_like_a_rejected_key(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Every endpoint answers 404: sending pauses, the fix is logged once, nothing dies."""
+    server.outage(status=404)
+    url = server.url.replace("/clientlib/", "/")
+    sender = Sender(box, sink, backoff=FAST, rand=Random(0), url=url)
+    box.put_many([metrics(0), load(0), ram(0)])
+    with capture_logs() as logs:
+        sender.start()
+        try:
+            wait_until(lambda: sender.status().paused_url, timeout_s=10)
+            time.sleep(2)  # several pauses of wait_max 0.5 s
+            assert box.stats().dead == 0 and box.pending() == 3
+            wrong = [e for e in logs if e["event"] == "sender.url_wrong"]
+            assert len(wrong) == 1 and wrong[0]["log_level"] == "error"
+            assert f"{url.rstrip('/')}/clientlib/" in wrong[0]["fix"]
+            assert [s.attempts for s in box.dead_letters()] == []
+            server.recover()
+            wait_until(lambda: not box.pending(), timeout_s=10)
+        finally:
+            sender.stop()
+    assert not sender.status().paused_url
+    assert loads_received(server) == [0]
+
+
+def test_dead_letters_can_be_sent_again(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """retry_dead() puts refused messages back in line; they go once Comet takes them."""
+    server.fail("add-load-metrics", status=400, times=1)
+    box.put_many([load(0), load(1)])
+    assert make().flush(10)
+    assert box.stats().dead == 1
+    assert box.retry_dead() == 1
+    assert make().flush(10)
+    assert sorted(loads_received(server)) == [0, 1]
+    assert box.stats().dead == 0
