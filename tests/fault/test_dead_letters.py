@@ -1,4 +1,4 @@
-"""Dead letters after a run: `status` shows them, `retry` puts them back, the next run sends them."""
+"""Dead letters after a run: `status` shows them, `retry` queues them, the next run sends them."""
 
 from __future__ import annotations
 
