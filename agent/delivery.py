@@ -74,6 +74,7 @@ class Delivery:
                 batch_items=settings.batch_items,
                 clock=steady_ms,
                 url=settings.url_override,
+                held=self,
             )
 
     def start(self) -> None:
@@ -124,6 +125,8 @@ class Delivery:
                         held=len(self._pending),
                         dropped=dropped,
                     )
+                if self.sender is not None:
+                    self.sender.wake()  # Comet may take from memory what the disk would not
                 return False
             if self._pending:
                 logger.info("outbox.put_recovered", count=len(self._pending))
@@ -133,6 +136,23 @@ class Delivery:
         if self.sender is not None:
             self.sender.wake()
         return True
+
+    def take_held(self, limit: int) -> list[Message]:
+        """Remove and return up to `limit` held messages, oldest first (the sender sends them)."""
+        with self._lock:
+            return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+
+    def return_held(self, messages: list[Message]) -> None:
+        """Put back, in front and in order, held messages the sender could not send."""
+        with self._lock:
+            self._pending.extendleft(reversed(messages))
+            dropped = 0
+            while len(self._pending) > PENDING_MAX:
+                self._pending.pop()  # the newest: what was taken back was older
+                dropped += 1
+        if dropped:
+            logger.error("outbox.put_failed", error="memory cap reached", held=PENDING_MAX,
+                         dropped=dropped)  # fmt: skip
 
     def _append(self, batch: list[Message]) -> None:
         """Append to the archive one message at a time; on a disk error the unwritten rest

@@ -61,12 +61,14 @@ from agent.outbox_db import (
     move_aside,
     rollback,
     salvage,
+    truncate_wal,
 )
 
 log = get_logger(__name__)
 
 ROW_OVERHEAD_BYTES = 64  # id, times, state, index entries: roughly what a row costs beyond its data
 OVERFLOW_LOG_PERIOD_S = 60.0
+TRUNCATE_EVERY_MS = 2000  # after sends, shrink the WAL at most this often
 _DROPPED_KEY = "outbox.dropped."
 _CHUNK = 500  # ids per IN (...): far below SQLite's variable limit on every version
 
@@ -118,6 +120,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._limiter = RateLimiter(OVERFLOW_LOG_PERIOD_S)
         self._unlogged: Counter[str] = Counter()
+        self._truncated_ms = 0
         try:
             self._conn = connect(self.path)
             self._bytes = self._total_bytes()
@@ -193,6 +196,17 @@ class Outbox:
     def put_many(self, msgs: Sequence[Message]) -> list[int]:
         """Store messages in one transaction and return their ids; all or none are stored."""
         rows = [(msg, body, row_size(msg, body)) for msg in msgs for body in (msg.encoded_body(),)]
+        try:
+            return self._put_rows(rows)
+        except OutboxError:
+            # A full disk may be the WAL's doing: give its space back and try once more.
+            with self._lock:
+                shrunk = truncate_wal(self._conn, self.path)
+            if not shrunk:
+                raise
+            return self._put_rows(rows)
+
+    def _put_rows(self, rows: list[tuple[Message, bytes, int]]) -> list[int]:
         added = sum(size for _, _, size in rows)
         ids: list[int] = []
         dropped: Counter[str] = Counter()
@@ -310,6 +324,12 @@ class Outbox:
                 )
                 freed += sum(row[0] for row in cur.fetchall())
         self._bytes -= freed
+        now = self._clock()
+        if now - self._truncated_ms >= TRUNCATE_EVERY_MS:
+            # Sent rows leave their pages in the WAL: keep it small on a nearly full disk.
+            self._truncated_ms = now
+            with self._lock:
+                truncate_wal(self._conn, self.path)
 
     def retry_later(
         self, ids: Iterable[int], not_before_ms: int, error: str, *, count: bool = True

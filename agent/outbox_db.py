@@ -18,6 +18,8 @@ from urllib.parse import quote
 from agent.errors import OutboxError
 
 READY, LEASED, DEAD = 0, 1, 2
+WAL_PAGES = 256  # auto-checkpoint every 256 pages (1 MiB at 4 KiB)
+WAL_LIMIT_BYTES = 1024 * 1024
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order, never reused
@@ -68,7 +70,11 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA journal_size_limit = 67108864")  # WAL back to 64 MiB after a burst
+        # The WAL, not the data, is what fills a nearly full disk: SQLite lets it grow to 1000
+        # pages (4 MiB) before it checkpoints, and keeps its size after. Checkpoint at 1 MiB
+        # and shrink it back to that (the Outbox also truncates it after sends).
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
         # Damaged pages (a bad disk, a copy cut short) would fail a query at some later moment
         # and stop the agent there; found now, the file is salvaged and moved aside instead.
         problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
@@ -180,6 +186,21 @@ def count_dead(path: Path) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
+
+
+def truncate_wal(conn: sqlite3.Connection, path: Path) -> bool:
+    """Checkpoint and truncate the WAL to zero bytes; return whether it gave space back."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        before = wal.stat().st_size
+    except OSError:
+        return False
+    with suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        return wal.stat().st_size < before
+    except OSError:
+        return True
 
 
 def rollback(conn: sqlite3.Connection) -> None:

@@ -37,13 +37,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from random import Random
+from typing import Protocol
 
 from agent import errors
 from agent.backoff import Backoff
 from agent.errors import AgentError, ApiError, AuthError, OutboxError, ThrottledError
 from agent.gates import ALL, Gates
 from agent.log import RateLimiter, get_logger
-from agent.message import MERGEABLE, merge, now_ms
+from agent.message import MERGEABLE, Message, merge, now_ms
 from agent.outbox import Outbox, Stored
 from agent.sinks.base import Sink
 
@@ -70,6 +71,18 @@ class SenderStatus:
     paused_url: bool = False
 
 
+class Held(Protocol):
+    """Messages held in memory because the outbox could not be written (``Delivery``)."""
+
+    def take_held(self, limit: int) -> list[Message]:
+        """Remove and return up to `limit` held messages, oldest first."""
+        ...
+
+    def return_held(self, messages: list[Message]) -> None:
+        """Put back, in front and in order, messages that could not be sent."""
+        ...
+
+
 class Sender:
     """Drain an outbox into a sink on a daemon thread; see the module docstring.
 
@@ -92,9 +105,11 @@ class Sender:
         stop_event: threading.Event | None = None,
         limiter: RateLimiter | None = None,
         url: str = "",
+        held: Held | None = None,
     ) -> None:
         self._outbox = outbox
         self._url = url  # the configured server URL, named in the wrong-URL hint
+        self._held = held  # messages the outbox could not take (a full disk), in memory
         self._sink = sink
         self._backoff = backoff or Backoff()
         self._batch_items = batch_items
@@ -172,8 +187,15 @@ class Sender:
 
     def _reopen(self, *, auth: bool) -> None:
         if self._gates.reopen(auth=auth):
-            self._outbox.reopen(exclude=self._gates.throttled())
+            self._reopen_rows()
             self._wake.set()
+
+    def _reopen_rows(self) -> None:
+        """Make the rows that wait out a back-off leasable now (not those of a throttle)."""
+        try:
+            self._outbox.reopen(exclude=self._gates.throttled())
+        except OutboxError as exc:  # a full disk: they go when their own wait ends
+            self._note_error(str(exc))
 
     def _flush_inline(self, deadline_ms: int) -> bool:
         self._inline = True
@@ -243,6 +265,11 @@ class Sender:
                 self._unsettled.extend(s.id for s in batch)
                 raise
             return
+        if self._held is not None and not closed and not self._outbox.pending():
+            held = self._held.take_held(self._lease_limit)
+            if held:
+                self._deliver_held(held)
+                return
         moments = [self._gates.reopens_ms(ep) for ep in closed]
         next_ms = self._outbox.next_ready_ms(exclude=closed)
         if next_ms is not None:
@@ -302,6 +329,50 @@ class Sender:
                 recovered |= self._succeeded(group)
         self._log_pass(sent, requests, oldest_ms, started, recovered)
 
+    def _deliver_held(self, held: list[Message]) -> None:
+        """Send messages straight from memory (the disk is full, Comet may not be): what is
+        not sent goes back to memory, in order; no outbox write on the way."""
+        assert self._held is not None  # noqa: S101 - only called with a held source
+        groups = deque(self._group([Stored(-1, msg) for msg in held]))
+        sent = 0
+        while groups:
+            group = groups.popleft()
+            if self._cut_short(None):
+                groups.appendleft(group)
+                break
+            endpoint = group[0].message.endpoint
+            try:
+                self._send(group)
+            except ApiError as exc:
+                if exc.retryable or isinstance(exc, AuthError) or _transient(exc):
+                    self._note_error(str(exc))
+                    where = ALL if isinstance(exc, errors.TransportError | AuthError) else endpoint
+                    self._gates.defer(where, exc.retry_after_s)
+                    groups.appendleft(group)
+                    break
+                # Refused for good, and no disk to keep a dead letter on: said, then let go.
+                self._note_error(str(exc))
+                log.error("outbox.rejected", endpoint=endpoint, count=len(group), error=str(exc))
+            except AgentError as exc:  # the client cannot build it: no disk for a dead letter
+                self._note_error(str(exc))
+                log.error("outbox.rejected", endpoint=endpoint, count=len(group), error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a sink bug: keep the data, try later
+                self._note_error(f"{type(exc).__name__}: {exc}")
+                self._gates.defer(endpoint, None)
+                groups.appendleft(group)
+                break
+            else:
+                sent += len(group)
+                self._not_found.clear()
+                with self._lock:
+                    self._sent_total += len(group)
+                    self._last_success_ms = self._clock()
+                self._gates.succeeded(endpoint)
+        if groups:
+            self._held.return_held([s.message for group in groups for s in group])
+        if sent:
+            log.info("outbox.sent_from_memory", count=sent)
+
     def _cut_short(self, deadline_ms: int | None) -> bool:
         if deadline_ms is not None and self._clock() >= deadline_ms:
             return True  # flush()'s deadline: what is left stays for the next start
@@ -350,7 +421,7 @@ class Sender:
         was_paused = self._gates.succeeded(endpoint)
         if closed or was_paused:
             # Rows of the other endpoints wait out their back-off in the outbox too.
-            self._outbox.reopen(exclude=self._gates.throttled())
+            self._reopen_rows()
         if was_paused:
             self._limiter.reset("auth")
             log.info("sender.auth_recovered")
