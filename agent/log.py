@@ -51,14 +51,14 @@ class _SafeStream:
     def write(self, text: str) -> int:
         try:
             return self._inner.write(text)
-        except (OSError, ValueError) as exc:  # EPIPE, ENOSPC, EIO; ValueError: closed
+        except (OSError, ValueError, AttributeError) as exc:  # EPIPE, ENOSPC; closed; None
             _note_broken(exc)
             return 0
 
     def flush(self) -> None:
         try:
             self._inner.flush()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, AttributeError) as exc:
             _note_broken(exc)
 
     def isatty(self) -> bool:
