@@ -24,7 +24,7 @@ from agent.config import Settings
 from agent.errors import ApiError, OutboxError
 from agent.message import Message, steady_ms
 from agent.outbox import Outbox
-from agent.sender import Sender
+from agent.sender import Sender, url_suspect
 from agent.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ class Delivery:
         self._lock = threading.Lock()
         self.sender: Sender | None = None
         if archive is None:
+            if (fix := url_suspect(settings.url_override)) is not None:
+                # Said at the start: else only the 404s of every request, later, would tell.
+                logger.warning("config.url_without_clientlib", fix=fix)
             # The outbox's retry times and the sender's waits on one clock that a wall-clock
             # step does not move (samples keep their wall-clock stamps).
             self.sender = Sender(

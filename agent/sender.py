@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from random import Random
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from agent import errors
 from agent.backoff import Backoff
@@ -541,6 +542,14 @@ def _splits(exc: ApiError) -> bool:
     """Whether a merged batch Comet refused is worth sending message by message."""
     # Not a 404: when the URL or the experiment is wrong, every part is refused alike.
     return not exc.retryable and not isinstance(exc, AuthError) and exc.status != 404
+
+
+def url_suspect(url: str) -> str | None:
+    """Return the fix for a server URL without /clientlib/ (every call would 404), else None."""
+    parts = urlsplit(url)
+    if "/clientlib" in parts.path:
+        return None
+    return url_fix(f"{parts.scheme}://{parts.hostname or ''}{parts.path}")
 
 
 def url_fix(url: str) -> str:

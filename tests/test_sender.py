@@ -544,3 +544,26 @@ def test_dead_letters_can_be_sent_again(
     assert make().flush(10)
     assert sorted(loads_received(server)) == [0, 1]
     assert box.stats().dead == 0
+
+
+def test_a_url_without_clientlib_is_named_at_the_start(box: Outbox, tmp_path: Path) -> None:
+    """COMET_URL_OVERRIDE without /clientlib/: one warning with the URL to try, at once."""
+    from agent.config import load_settings
+    from agent.delivery import Delivery
+
+    def settings(url: str) -> object:
+        env = {"COMET_URL_OVERRIDE": url}
+        return load_settings(environ=env, home=tmp_path, cwd=tmp_path, system_config=tmp_path / "x")
+
+    for url, warned in (
+        ("https://comet.example.com/", True),
+        ("https://c.example/clientlib/", False),
+    ):
+        sink = RestSink(CometClient(api_key=CANARY_KEY, url_override=url, timeout_s=3))
+        with capture_logs() as logs:
+            Delivery(box, sink, settings(url))  # type: ignore[arg-type]
+        sink.close()
+        said = [e for e in logs if e["event"] == "config.url_without_clientlib"]
+        assert bool(said) is warned
+        if warned:
+            assert "https://comet.example.com/clientlib/" in said[0]["fix"]
