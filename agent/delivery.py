@@ -89,7 +89,8 @@ class Delivery:
         """Move what ended runs could not deliver into this outbox, in order."""
         for path in state.orphans():
             try:
-                orphan = Outbox(path, max_bytes=settings.outbox_max_bytes)
+                # A damaged one gives what still reads: its directory is removed after this.
+                orphan = Outbox(path, max_bytes=settings.outbox_max_bytes, recover=True)
             except OutboxError as exc:
                 logger.error("outbox.orphan_unreadable", path=str(path), error=str(exc))
                 continue
@@ -98,9 +99,12 @@ class Delivery:
                 self.outbox.put_many([row.message for row in batch])
                 orphan.ack([row.id for row in batch])
                 moved += len(batch)
+            # Its dead letters too: `status` shows them and `retry` sends them from here.
+            dead = orphan.dead_letters(limit=orphan.stats().dead)
+            self.outbox.put_dead(dead)
             orphan.close()
-            if moved:
-                logger.info("outbox.adopted", path=str(path), count=moved)
+            if moved or dead:
+                logger.info("outbox.adopted", path=str(path), count=moved, dead=len(dead))
 
     def put(self, messages: Sequence[Message]) -> bool:
         """Write `messages` (after any held ones); False when they are held in memory."""

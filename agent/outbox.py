@@ -228,6 +228,24 @@ class Outbox:
             self._log_overflow()
         return ids
 
+    def put_dead(self, dead: Sequence[Stored]) -> None:
+        """Store dead letters taken from another outbox (an ended run's), tries and reason kept."""
+        if not dead:
+            return
+        bodies = [s.message.encoded_body() for s in dead]
+        sizes = [row_size(s.message, body) for s, body in zip(dead, bodies, strict=True)]
+        rows = [
+            (s.message.endpoint, s.message.experiment_key, body, s.message.attachment,
+             s.message.created_ms, int(s.message.kind), DEAD, s.attempts, s.last_error, size)
+            for s, body, size in zip(dead, bodies, sizes, strict=True)
+        ]  # fmt: skip
+        with self._tx(write=True) as conn:
+            conn.executemany(
+                f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                rows,
+            )
+        self._bytes += sum(sizes)
+
     def _make_room(self, conn: sqlite3.Connection, over: int, dropped: Counter[str]) -> int:
         """Delete the oldest SAMPLE, then OUTPUT rows until `over` bytes are freed; return freed."""
         freed = 0

@@ -31,3 +31,22 @@ def test_status_shows_dead_letters_and_retry_sends_them(
     assert result.returncode == 0, result.stderr
     assert [r.body["timestamp"] for r in server.received("add-load-metrics")].count(T0) == 1
     assert "dead letters" not in run_agent(["status"], agent_env).stdout
+
+
+def test_an_ended_runs_dead_letters_survive_its_adoption(
+    agent_env: dict[str, str], server: CometStandIn
+) -> None:
+    """A run's private outbox is adopted: its waiting rows are sent, its dead letters kept."""
+    state = Path(agent_env["COMET_AGENT_STATE_DIRECTORY"])
+    private = state / "runs" / "99999"
+    private.mkdir(parents=True, mode=0o700)
+    state.chmod(0o700)
+    with Outbox(private / "outbox.sqlite3") as box:
+        box.put(Message("add-load-metrics", KEY, {"loadAverage": 0.1, "timestamp": T0}, T0))
+        box.reject([row.id for row in box.lease(10)], "add-load-metrics: HTTP 400 (refused)")
+        box.put(Message("add-load-metrics", KEY, {"loadAverage": 0.2, "timestamp": T0 + 1}, T0 + 1))
+    result = run_agent(["run", "--", sys.executable, "-c", "pass"], agent_env)
+    assert result.returncode == 0, result.stderr
+    assert [r.body["timestamp"] for r in server.received("add-load-metrics")].count(T0 + 1) == 1
+    assert not private.exists()
+    assert "dead letters 1 " in run_agent(["status"], agent_env).stdout  # was: gone with the run
