@@ -479,7 +479,7 @@ class Sender:
             log.error(
                 "sender.url_wrong",
                 error=error,
-                url=self._url or None,
+                url=_shown(self._url) or None,
                 fix=url_fix(self._url),
                 retry_in_s=self._backoff.wait_max,
                 repeats=repeats,
@@ -546,18 +546,29 @@ def _splits(exc: ApiError) -> bool:
 
 def url_suspect(url: str) -> str | None:
     """Return the fix for a server URL without /clientlib/ (every call would 404), else None."""
-    parts = urlsplit(url)
-    if "/clientlib" in parts.path:
-        return None
-    return url_fix(f"{parts.scheme}://{parts.hostname or ''}{parts.path}")
+    return None if "/clientlib" in urlsplit(url).path else url_fix(url)
 
 
 def url_fix(url: str) -> str:
     """How to fix a server URL that answers 404 everywhere."""
     base = "set COMET_URL_OVERRIDE (or [comet] url_override) to the clientlib base of your server"
+    url = _shown(url)
     if url and "/clientlib" not in url:
         return f"{base}: {url} has no /clientlib/; try {url.rstrip('/')}/clientlib/"
     return base + ", like https://www.comet.com/clientlib/"
+
+
+def _shown(url: str) -> str:
+    """`url` without user, password, query or fragment: fit for a log line."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _ids(groups: Iterable[list[Stored]]) -> list[int]:
