@@ -75,6 +75,11 @@ class SenderStatus:
 class Held(Protocol):
     """Messages held in memory because the outbox could not be written (``Delivery``)."""
 
+    @property
+    def held(self) -> int:
+        """How many messages are held."""
+        ...
+
     def take_held(self, limit: int) -> list[Message]:
         """Remove and return up to `limit` held messages, oldest first."""
         ...
@@ -266,7 +271,7 @@ class Sender:
                 self._unsettled.extend(s.id for s in batch)
                 raise
             return
-        if self._held is not None and not closed and not self._outbox.pending():
+        if self._held is not None and self._held.held and not closed and not self._outbox.pending():
             held = self._held.take_held(self._lease_limit)
             if held:
                 self._deliver_held(held)
