@@ -145,8 +145,20 @@ class Delivery:
         return True
 
     def take_held(self, limit: int) -> list[Message]:
-        """Remove and return up to `limit` held messages, oldest first (the sender sends them)."""
+        """Write the held messages if the disk takes them now (then return none); else remove
+        and return up to `limit` of them, oldest first, for the sender to send from memory."""
         with self._lock:
+            if not self._pending:
+                return []
+            if self.archive is None:
+                try:
+                    self.outbox.put_many(list(self._pending))  # the durable path first
+                except OutboxError:
+                    pass
+                else:
+                    logger.info("outbox.put_recovered", count=len(self._pending))
+                    self._pending.clear()
+                    return []
             return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
 
     def return_held(self, messages: list[Message]) -> None:
