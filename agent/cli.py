@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _common(status)
 
+    retry = add("retry", "agent.commands.status:retry_command", "send the dead letters again")
+    _common(retry)
+
     report = add(
         "report", "agent.commands.report:command", "draw a run as a self-contained HTML page"
     )

@@ -10,6 +10,10 @@ pulls in asyncio, and ``comet-agent run`` should start the command first.
 ``configure()`` in a fresh process only records the set-up (and routes the
 stdlib loggers to a handler that applies it when it first formats a line);
 where structlog is loaded already it applies it at once.
+
+A log line that cannot be written (stderr's reader gone: ``BrokenPipeError``;
+a closed or full stream) is dropped, never raised into the thread that logged
+it: the sender must not die of it. ``stream_broken()`` says it happened.
 """
 
 from __future__ import annotations
@@ -35,6 +39,41 @@ _secrets: set[str] = set()  # the one global: set by the entry point, read by th
 # The set-up configure() was asked for and not yet applied: (level, format, stream, handler).
 _pending: tuple[int, str, TextIO, logging.Handler] | None = None
 _pending_lock = threading.Lock()
+_broken: str | None = None  # why the log stream failed, if it did
+
+
+class _SafeStream:
+    """A text stream whose write and flush never raise: a lost log line must not stop work."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return self._inner.write(text)
+        except (OSError, ValueError, AttributeError) as exc:  # EPIPE, ENOSPC; closed; None
+            _note_broken(exc)
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except (OSError, ValueError, AttributeError) as exc:
+            _note_broken(exc)
+
+    def isatty(self) -> bool:
+        return _isatty(self._inner)
+
+
+def _note_broken(exc: Exception) -> None:
+    global _broken
+    if _broken is None:
+        _broken = f"{type(exc).__name__}: {exc}"
+
+
+def stream_broken() -> str | None:
+    """Return why a log line could not be written (stderr closed?), or None if none failed."""
+    return _broken
 
 
 def add_secret(secret: str) -> None:
@@ -87,7 +126,7 @@ class _RedactingRenderer:
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Set up structlog; route stdlib loggers (apscheduler, urllib3) through the same renderer."""
     global _pending
-    stream = stream if stream is not None else sys.stderr
+    stream = cast("TextIO", _SafeStream(stream if stream is not None else sys.stderr))
     numeric = _LEVELS.get(level, logging.INFO)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(_FirstUseFormatter(handler))

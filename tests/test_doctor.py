@@ -257,3 +257,26 @@ def test_tls_settings(tmp_path: Path) -> None:
     missing = tls_check(Settings(url_override=remote, ca_bundle=tmp_path / "none.pem"))
     assert missing.status == FAIL
     assert "cannot be read (No such file or directory)" in missing.detail
+
+
+def test_a_damaged_outbox_fails_with_what_the_next_start_does(
+    doctor_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Overwritten pages are found (integrity check) and the fix says what start will do."""
+    import random
+
+    path = tmp_path / "state" / "outbox.sqlite3"
+    with Outbox(path) as box:
+        box.put_many(
+            [
+                Message("log-other", KEY, {"key": "k" * 600, "value": i}, 1_000 + i)
+                for i in range(300)
+            ]
+        )
+    with path.open("r+b") as f:
+        f.seek(30 * 4096)
+        f.write(random.Random(7).randbytes(3 * 4096))
+    code, text, lines = _doctor(doctor_env, tmp_path)
+    assert code != 0
+    assert lines["outbox"].startswith(f"FAIL {path} cannot be read (damaged: "), text
+    assert "keeps what still reads and moves the damaged file aside" in text

@@ -108,3 +108,49 @@ def test_custom_bounds(tmp_path: Path) -> None:
     )
     policy.apply({"isAliveBeatDurationMillis": 1000, "cpuMonitorIntervalMillis": 60000})
     assert (policy.current.beat_s, policy.current.cpu_s) == (5.0, 20.0)
+
+
+def test_a_restart_resumes_with_the_intervals_the_server_set(tmp_path: Path) -> None:
+    """The server's intervals are kept in the outbox; a new process starts with them."""
+    import threading
+
+    from agent.delivery.outbox import Outbox
+    from agent.lifecycle.heartbeat import Heartbeat
+    from agent.log import RateLimiter
+    from agent.schedule import Scheduler
+
+    answer = {
+        "isAliveBeatDurationMillis": 2000,
+        "cpuMonitorIntervalMillis": 1000,
+        "gpuMonitorIntervalMillis": 3000,
+    }
+    key = "0123456789abcdef0123456789abcdef"
+
+    def heartbeat(box: Outbox) -> Heartbeat:
+        beat = Heartbeat(_policy(tmp_path), Scheduler(), RateLimiter(), threading.Event())
+        beat.key = key
+        beat.bind(box, None)
+        return beat
+
+    with Outbox(tmp_path / "outbox.db") as box:
+        assert heartbeat(box).apply(answer)
+    with Outbox(tmp_path / "outbox.db") as box:
+        current = heartbeat(box).policy.current
+    assert (current.beat_s, current.cpu_s, current.gpu_s) == (2.0, 1.0, 3.0)
+    assert current.cpu_source == "server"
+    with Outbox(tmp_path / "outbox.db") as box:  # another experiment: the defaults
+        other = Heartbeat(_policy(tmp_path), Scheduler(), RateLimiter(), threading.Event())
+        other.key = "f" * 32
+        other.bind(box, None)
+    assert other.policy.current.cpu_s == 30.0
+    # The user's own interval still wins over the server's remembered one.
+    user = Heartbeat(
+        _policy(tmp_path, {"COMET_SYSTEM_CPU_INTERVAL": "7"}),
+        Scheduler(),
+        RateLimiter(),
+        threading.Event(),
+    )
+    user.key = key
+    with Outbox(tmp_path / "outbox.db") as box:
+        user.bind(box, None)
+    assert (user.policy.current.cpu_s, user.policy.current.beat_s) == (7.0, 2.0)

@@ -322,8 +322,9 @@ def test_recover_moves_the_corrupt_file_aside(tmp_path: Path) -> None:
         box.put(metric(0))
     kept = tmp_path / "outbox.db.corrupt-20231114T221320Z"
     assert kept.read_bytes() == garbage
-    assert [e["event"] for e in logs] == ["outbox.recovered"]
+    assert [e["event"] for e in logs] == ["outbox.corrupt"]
     assert logs[0]["moved_to"] == str(kept)
+    assert logs[0]["salvaged"] == 0
 
 
 def test_unwritable_place_raises_outbox_error(tmp_path: Path) -> None:
@@ -404,3 +405,47 @@ def test_closed_outbox_raises_outbox_error(tmp_path: Path) -> None:
     box.close()
     with pytest.raises(OutboxError, match="after close"):
         box.put(metric(0))
+
+
+def _damage(path: Path, pages: range) -> None:
+    """Overwrite whole data pages with noise, as a bad disk or a half-copied file does."""
+    size = 4096
+    noise = random.Random(7).randbytes(size * len(pages))
+    with path.open("r+b") as f:
+        f.seek(pages.start * size)
+        f.write(noise)
+
+
+def test_damaged_pages_are_salvaged_and_the_file_moved_aside(tmp_path: Path) -> None:
+    """Rows on good pages survive into a new outbox; the damaged file is kept aside; one line."""
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as box:
+        box.put_many([metric(n, pad=600) for n in range(300)])
+    _damage(path, range(30, 33))
+    with pytest.raises(CorruptOutbox):  # found at open, not at some later read
+        Outbox(path)
+    with capture_logs() as logs, Outbox(path, recover=True, clock=Clock()) as box:
+        kept = values(box.lease(1000))
+        box.put(metric(1000))
+    assert 200 < len(kept) < 300
+    assert kept == sorted(kept) and set(kept) <= set(range(300))
+    assert [e["event"] for e in logs] == ["outbox.corrupt"]
+    assert logs[0]["salvaged"] == len(kept)
+    assert (tmp_path / "outbox.db.corrupt-20231114T221320Z").exists()
+    with Outbox(path) as box:  # the new file is whole
+        assert box.stats().ready == len(kept) + 1
+
+
+def test_an_undecodable_row_becomes_a_dead_letter_and_the_rest_is_leased(box: Outbox) -> None:
+    """Invalid UTF-8 in one body: that row is dead (with why), the others go, nothing raises."""
+    import sqlite3
+
+    box.put_many([metric(0), metric(1), metric(2)])
+    with sqlite3.connect(box.path) as raw:
+        raw.execute("UPDATE messages SET body = ? WHERE id = 2", (b"\xff\xfe{",))
+    with capture_logs() as logs:
+        assert values(box.lease(10)) == [0, 2]
+    assert box.stats().dead == 1 and box.pending() == 2
+    (dead,) = box.dead_letters()
+    assert "undecodable" in (dead.last_error or "")
+    assert [e["event"] for e in logs] == ["outbox.undecodable"]

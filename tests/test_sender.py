@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 from random import Random
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from agent.api.client import CometClient
@@ -382,3 +385,185 @@ def test_kill_9_mid_drain_then_restart_delivers_everything(
     received = loads_received(server)
     assert sorted(set(received)) == list(range(40))
     assert len(received) - 40 <= 1  # at most the request in flight at the kill went twice
+
+
+SLOW = Backoff(wait_initial=30, wait_max=60, wait_jitter=0.1)
+
+
+def test_one_success_ends_every_endpoints_back_off(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """After an outage, the first 200 (any endpoint) reopens the others' 30 s back-offs."""
+    server.outage(status=503)
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put_many([metrics(0), load(0)])
+    sender.start()
+    try:
+        wait_until(lambda: server.count(ok_only=False) >= 2, timeout_s=10)
+        server.recover()
+        box.put(Message("add-ram-metrics", KEY, {"totalRam": 2, "usedRam": 1, "timestamp": T0}, T0))
+        sender.wake()
+        wait_until(lambda: not box.pending(), timeout_s=10)  # was: 30 s of back-off
+        assert server.metric_items() == [item(n) for n in range(10)]
+        assert loads_received(server) == [0]
+    finally:
+        sender.stop()
+
+
+def test_a_keep_alive_success_ends_the_outage_for_the_sender(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Connections refused put everything on hold; a keep-alive answer (recovered()) ends it."""
+    server.outage(mode="drop")
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put_many([metrics(0), load(0)])
+    sender.start()
+    try:
+        wait_until(lambda: server.count(ok_only=False) >= 1, timeout_s=10)
+        wait_until(lambda: sender.status().last_error is not None, timeout_s=10)
+        server.recover()
+        sender.recovered()
+        wait_until(lambda: not box.pending(), timeout_s=10)
+    finally:
+        sender.stop()
+
+
+def test_the_stop_flush_does_not_wait_for_a_back_off_from_before_the_recovery(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Back-off earned during the outage; Comet is back at the stop: the flush sends all."""
+    server.outage(status=503)
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put_many([metrics(0), load(0)])
+    sender.start()
+    wait_until(lambda: server.count(ok_only=False) >= 2, timeout_s=10)
+    server.recover()
+    sender.stop()
+    started = time.monotonic()
+    assert sender.flush(10, fresh=True)  # as Delivery.flush does at the stop
+    assert time.monotonic() - started < 9
+    assert loads_received(server) == [0]
+
+
+class _GonePipe(io.StringIO):
+    """stderr whose reader is gone: every write raises BrokenPipeError, as a real pipe does."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_broken_stderr_does_not_stop_the_sender(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """Logging into a pipe nobody reads loses the lines, not the sender thread."""
+    from agent import log
+
+    log.configure("info", "json", _GonePipe())
+    try:
+        server.fail("add-load-metrics", status=400)  # logged at ERROR: the write fails
+        sender = make()
+        sender.start()
+        box.put(load(0))
+        sender.wake()
+        wait_until(lambda: box.stats().dead == 1, timeout_s=10)
+        for n in range(1, 4):
+            box.put(load(n))
+            sender.wake()
+        wait_until(lambda: loads_received(server) == [1, 2, 3], timeout_s=10)
+        assert log.stream_broken() is not None
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
+def ram(n: int) -> Message:
+    """A typed Add RAM Metrics message stamped T0 + n."""
+    return Message(
+        "add-ram-metrics", KEY, {"totalRam": 8, "usedRam": n, "timestamp": T0 + n}, T0 + n
+    )
+
+
+def test_a_404_that_passes_loses_nothing(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """A few 404s (a proxy, a deploy) back the endpoint off; no dead letter, all in order."""
+    server.fail("add-load-metrics", status=404, times=3)
+    box.put_many([load(0), load(1), load(2)])
+    assert make().flush(15)
+    assert loads_received(server) == [0, 1, 2]
+    assert box.stats().dead == 0  # was: load(0) a dead letter for good
+
+
+def test_a_413_splits_the_batch_and_loses_nothing(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """A merged batch too large for a proxy goes message by message; nothing is dead."""
+    server.fail("log-metric-batch", status=413, times=2)
+    box.put_many([metrics(0), metrics(10), metrics(20)])
+    assert make().flush(15)
+    assert [r.status for r in server.received(ok_only=False)][:2] == [413, 413]
+    assert server.metric_items() == [item(n) for n in range(30)]
+    assert box.stats().dead == 0
+
+
+def test_404_everywhere_is_a_wrong_url_paused_like_a_rejected_key(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Every endpoint answers 404: sending pauses, the fix is logged once, nothing dies."""
+    server.outage(status=404)
+    url = server.url.replace("/clientlib/", "/")
+    sender = Sender(box, sink, backoff=FAST, rand=Random(0), url=url)
+    box.put_many([metrics(0), load(0), ram(0)])
+    with capture_logs() as logs:
+        sender.start()
+        try:
+            wait_until(lambda: sender.status().paused_url, timeout_s=10)
+            time.sleep(2)  # several pauses of wait_max 0.5 s
+            assert box.stats().dead == 0 and box.pending() == 3
+            wrong = [e for e in logs if e["event"] == "sender.url_wrong"]
+            assert len(wrong) == 1 and wrong[0]["log_level"] == "error"
+            assert f"{url.rstrip('/')}/clientlib/" in wrong[0]["fix"]
+            assert [s.attempts for s in box.dead_letters()] == []
+            server.recover()
+            wait_until(lambda: not box.pending(), timeout_s=10)
+        finally:
+            sender.stop()
+    assert not sender.status().paused_url
+    assert loads_received(server) == [0]
+
+
+def test_dead_letters_can_be_sent_again(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """retry_dead() puts refused messages back in line; they go once Comet takes them."""
+    server.fail("add-load-metrics", status=400, times=1)
+    box.put_many([load(0), load(1)])
+    assert make().flush(10)
+    assert box.stats().dead == 1
+    assert box.retry_dead() == 1
+    assert make().flush(10)
+    assert sorted(loads_received(server)) == [0, 1]
+    assert box.stats().dead == 0
+
+
+def test_a_url_without_clientlib_is_named_at_the_start(box: Outbox, tmp_path: Path) -> None:
+    """COMET_URL_OVERRIDE without /clientlib/: one warning with the URL to try, at once."""
+    from agent.config import load_settings
+    from agent.delivery.pipeline import Delivery
+
+    def settings(url: str) -> object:
+        env = {"COMET_URL_OVERRIDE": url}
+        return load_settings(environ=env, home=tmp_path, cwd=tmp_path, system_config=tmp_path / "x")
+
+    for url, warned in (
+        ("https://comet.example.com/", True),
+        ("https://c.example/clientlib/", False),
+    ):
+        sink = RestSink(CometClient(api_key=CANARY_KEY, url_override=url, timeout_s=3))
+        with capture_logs() as logs:
+            Delivery(box, sink, settings(url))  # type: ignore[arg-type]
+        sink.close()
+        said = [e for e in logs if e["event"] == "config.url_without_clientlib"]
+        assert bool(said) is warned
+        if warned:
+            assert "https://comet.example.com/clientlib/" in said[0]["fix"]

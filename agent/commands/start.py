@@ -53,6 +53,10 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     )
     install_signals(agent)
     attachment = agent.start()
+    if log.stream_broken() is not None:
+        # Nobody reads our log (stderr's reader is gone): exit so systemd restarts us with one.
+        agent.stop()
+        return 1
     if args.experiment_key_file:
         sidecar.publish_key(args.experiment_key_file, attachment.experiment_key)
     where = f" {attachment.link}" if attachment.link else ""

@@ -12,9 +12,11 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from agent.config import Settings
-from agent.lifecycle.state import read_status
+from agent.delivery.outbox_db import count_dead, requeue_dead
+from agent.lifecycle.state import OUTBOX_NAME, read_status
 
 STALE_S = 30.0  # three missed snapshots
 
@@ -23,11 +25,46 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the status; return 0 when healthy, 1 when not."""
     snapshot = read_status(settings.state_directory)
     report = assess(snapshot, now_ms=int(time.time() * 1000))
+    # From the outbox files, not the snapshot: a run's last snapshot predates its stop flush.
+    report["dead_letters"] = dead = dead_letters(settings.state_directory)
     if args.json:
         print(json.dumps({**report, "snapshot": snapshot}, indent=2, default=str))
     else:
         print(render(report, snapshot))
+        if dead:
+            print(f"dead letters {dead} refused by Comet, kept; send again: comet-agent retry")
     return 0 if report["healthy"] else 1
+
+
+def retry_command(_args: argparse.Namespace, settings: Settings) -> int:
+    """``comet-agent retry``: queue every dead letter again (tries reset); exit 0.
+
+    A refusal can pass (a URL fixed, a proxy that answered 404 for a while). A
+    running agent sends them at once; otherwise the next start does.
+    """
+    state = settings.state_directory
+    total = 0
+    for path in _outboxes(state):
+        count = requeue_dead(path)
+        if count:
+            print(f"comet-agent: {count} dead letter(s) in {path} queued again")
+        total += count
+    if not total:
+        print(f"comet-agent: no dead letters under {state}")
+    else:
+        print("comet-agent: a running agent sends them now; otherwise the next start does")
+    return 0
+
+
+def dead_letters(state: Path) -> int:
+    """Return how many dead letters the outboxes under `state` hold."""
+    return sum(count_dead(path) for path in _outboxes(state))
+
+
+def _outboxes(state: Path) -> list[Path]:
+    """The outbox files under `state`: the agent's own and those of runs beside it."""
+    found = [state / OUTBOX_NAME, *sorted(state.glob(f"runs/*/{OUTBOX_NAME}"))]
+    return [path for path in found if path.is_file()]
 
 
 def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, object]:
@@ -50,7 +87,7 @@ def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, o
     if not running:
         problems.append("the agent is not running")
     sender = _map(snapshot.get("sender"))
-    if sender.get("paused_auth"):
+    if sender.get("paused_auth") or sender.get("paused_url"):
         problems.append(f"sending is paused: {sender.get('last_error')}")
     outbox = _map(snapshot.get("outbox"))
     intervals = _map(snapshot.get("intervals"))

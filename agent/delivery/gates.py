@@ -44,6 +44,7 @@ class Gates:
         self._throttled: dict[str, int] = {}
         self.throttled_ever = False
         self.paused_auth = False
+        self.paused_url = False  # every endpoint answered 404: the server URL is wrong
 
     def after(self, wait_s: float) -> int:
         """Return the epoch ms `wait_s` from now, rounded up (never a ms early)."""
@@ -104,13 +105,42 @@ class Gates:
             self.paused_auth = True
         return until_ms
 
-    def succeeded(self, endpoint: str) -> bool:
-        """Reset the back-off of `endpoint` and of ALL; return whether auth had been paused."""
+    def pause_url(self) -> int:
+        """Close every endpoint for ``wait_max``: the URL is wrong (404s); return until."""
         with self._lock:
-            self._gates.pop(endpoint, None)
-            self._gates.pop(ALL, None)
+            until_ms = self.after(self._backoff.wait_max)
+            self._gates[ALL] = _Gate(until_ms, self._gates.get(ALL, _Gate()).failures + 1)
+            self.paused_url = True
+        return until_ms
+
+    @property
+    def paused(self) -> bool:
+        """Whether sending waits for a fix (the key or the URL) rather than for time."""
+        return self.paused_auth or self.paused_url
+
+    def succeeded(self, endpoint: str) -> bool:
+        """Reset every back-off (Comet answers again); return whether auth had been paused."""
+        # Not only `endpoint`'s: an outage closed every gate, and one 200 ends it for all. A
+        # typed endpoint left waiting out its 60 s back-off would reach the stop flush unsent.
+        with self._lock:
+            self._gates.clear()
             was_paused, self.paused_auth = self.paused_auth, False
+            self.paused_url = False
         return was_paused
+
+    def reopen(self, *, auth: bool = True) -> bool:
+        """End every back-off (and the pauses, unless not `auth`); return whether one was on.
+
+        Throttle incidents stay: Comet asked for them and nothing but their time ends them.
+        """
+        with self._lock:
+            closed = bool(self._gates)
+            if auth or not (self.paused_auth or self.paused_url):
+                self._gates.clear()
+                self.paused_auth = self.paused_url = False
+            else:  # keep the pause (ALL) but open the endpoints behind it
+                self._gates = {ep: g for ep, g in self._gates.items() if ep == ALL}
+        return closed
 
     def throttled(self) -> dict[str, int]:
         """Return the open throttle incidents: endpoint → until (epoch ms)."""

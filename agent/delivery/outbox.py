@@ -27,10 +27,12 @@ once a minute with the counts since the last line.
 
 Failures raise ``OutboxError`` (one line: the path and the fix); nothing is
 dropped silently. The caller of ``put``/``put_many`` must keep the messages
-in memory and try again later when it raises. A file that is not a database
-raises ``CorruptOutbox``; ``Outbox(path, recover=True)`` instead moves it
-aside as ``<name>.corrupt-<timestamp>`` and starts empty, which only the
-daemon decides to do.
+in memory and try again later when it raises. A file that is not a database,
+or fails ``PRAGMA quick_check`` at open, raises ``CorruptOutbox``;
+``Outbox(path, recover=True)`` (the daemon's choice) instead moves it aside as
+``<name>.corrupt-<timestamp>``, copies every row that still reads into a new
+file and says so in one line (``outbox.corrupt``). A row whose body cannot be
+decoded becomes a dead letter when leased.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.delivery.outbox_db import (
+    COLUMNS,
     DEAD,
     LEASED,
     READY,
@@ -54,6 +57,8 @@ from agent.delivery.outbox_db import (
     fail,
     move_aside,
     rollback,
+    salvage,
+    truncate_wal,
 )
 from agent.errors import OutboxError
 from agent.log import RateLimiter, get_logger
@@ -63,6 +68,7 @@ log = get_logger(__name__)
 
 ROW_OVERHEAD_BYTES = 64  # id, times, state, index entries: roughly what a row costs beyond its data
 OVERFLOW_LOG_PERIOD_S = 60.0
+TRUNCATE_EVERY_MS = 2000  # after sends, shrink the WAL at most this often
 _DROPPED_KEY = "outbox.dropped."
 _CHUNK = 500  # ids per IN (...): far below SQLite's variable limit on every version
 
@@ -114,22 +120,46 @@ class Outbox:
         self._lock = threading.Lock()
         self._limiter = RateLimiter(OVERFLOW_LOG_PERIOD_S)
         self._unlogged: Counter[str] = Counter()
-        self._conn = self._open(recover)
-        self._bytes = self._total_bytes()
-
-    # -- opening ---------------------------------------------------------------------------
-
-    def _open(self, recover: bool) -> sqlite3.Connection:
+        self._truncated_ms = 0
         try:
-            return connect(self.path)
+            self._conn = connect(self.path)
+            self._bytes = self._total_bytes()
         except CorruptOutbox as exc:
             if not recover:
                 raise
-            moved = move_aside(self.path, self._clock())
-            log.warning(
-                "outbox.recovered", path=str(self.path), moved_to=str(moved), error=str(exc)
+            self._conn = self._recover(exc)
+            self._bytes = self._total_bytes()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _recover(self, exc: CorruptOutbox) -> sqlite3.Connection:
+        """Move the damaged file aside, start a new one with every row that still reads."""
+        with suppress(AttributeError, sqlite3.Error):
+            self._conn.close()  # opened, then found damaged by a later read
+        moved = move_aside(self.path, self._clock())
+        rows, state = salvage(moved)
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                # A row leased by the dead process goes out again, as at every open.
+                [(*row[:6], DEAD if row[6] == DEAD else READY, *row[7:]) for row in rows],
             )
-            return connect(self.path)
+            conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            rollback(conn)  # rows of the wrong shape: start empty rather than not at all
+            rows = []
+        # One line: what happened, what was kept, where the old file is for a look by hand.
+        log.warning(
+            "outbox.corrupt",
+            path=str(self.path),
+            moved_to=str(moved),
+            salvaged=len(rows),
+            error=str(exc),
+        )
+        return conn
 
     def _total_bytes(self) -> int:
         with self._tx() as conn:
@@ -166,6 +196,17 @@ class Outbox:
     def put_many(self, msgs: Sequence[Message]) -> list[int]:
         """Store messages in one transaction and return their ids; all or none are stored."""
         rows = [(msg, body, row_size(msg, body)) for msg in msgs for body in (msg.encoded_body(),)]
+        try:
+            return self._put_rows(rows)
+        except OutboxError:
+            # A full disk may be the WAL's doing: give its space back and try once more.
+            with self._lock:
+                shrunk = truncate_wal(self._conn, self.path)
+            if not shrunk:
+                raise
+            return self._put_rows(rows)
+
+    def _put_rows(self, rows: list[tuple[Message, bytes, int]]) -> list[int]:
         added = sum(size for _, _, size in rows)
         ids: list[int] = []
         dropped: Counter[str] = Counter()
@@ -186,6 +227,24 @@ class Outbox:
             self._unlogged.update(dropped)
             self._log_overflow()
         return ids
+
+    def put_dead(self, dead: Sequence[Stored]) -> None:
+        """Store dead letters taken from another outbox (an ended run's), tries and reason kept."""
+        if not dead:
+            return
+        bodies = [s.message.encoded_body() for s in dead]
+        sizes = [row_size(s.message, body) for s, body in zip(dead, bodies, strict=True)]
+        rows = [
+            (s.message.endpoint, s.message.experiment_key, body, s.message.attachment,
+             s.message.created_ms, int(s.message.kind), DEAD, s.attempts, s.last_error, size)
+            for s, body, size in zip(dead, bodies, sizes, strict=True)
+        ]  # fmt: skip
+        with self._tx(write=True) as conn:
+            conn.executemany(
+                f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                rows,
+            )
+        self._bytes += sum(sizes)
 
     def _make_room(self, conn: sqlite3.Connection, over: int, dropped: Counter[str]) -> int:
         """Delete the oldest SAMPLE, then OUTPUT rows until `over` bytes are freed; return freed."""
@@ -248,15 +307,29 @@ class Outbox:
             + (f" AND endpoint NOT IN ({_marks(skip)})" if skip else "")
             + " ORDER BY id LIMIT ?"
         )
+        leased: list[Stored] = []
+        poison: list[tuple[int, str]] = []
         with self._tx(write=True) as conn:
-            rows = conn.execute(sql, (READY, now, READY, now, *skip, limit)).fetchall()
-            ids = [row[0] for row in rows]
-            for part in _chunks(ids):
+            for row in conn.execute(sql, (READY, now, READY, now, *skip, limit)).fetchall():
+                try:
+                    leased.append(_stored(row))
+                except (ValueError, TypeError) as exc:  # invalid UTF-8 or JSON: a damaged row
+                    poison.append((row[0], f"undecodable row: {type(exc).__name__}: {exc}"[:300]))
+            # A row that cannot be read is a dead letter (kept for a look), never a dead sender.
+            conn.executemany(
+                "UPDATE messages SET state = ?, last_error = ? WHERE id = ?",
+                [(DEAD, error, row_id) for row_id, error in poison],
+            )
+            for part in _chunks([s.id for s in leased]):
                 conn.execute(
                     f"UPDATE messages SET state = ? WHERE id IN ({_marks(part)})",  # noqa: S608
                     (LEASED, *part),
                 )
-        return [_stored(row) for row in rows]
+        if poison:
+            log.error(
+                "outbox.undecodable", path=str(self.path), count=len(poison), error=poison[0][1]
+            )
+        return leased
 
     def ack(self, ids: Iterable[int]) -> None:
         """Delete delivered rows."""
@@ -269,18 +342,36 @@ class Outbox:
                 )
                 freed += sum(row[0] for row in cur.fetchall())
         self._bytes -= freed
+        now = self._clock()
+        if now - self._truncated_ms >= TRUNCATE_EVERY_MS:
+            # Sent rows leave their pages in the WAL: keep it small on a nearly full disk.
+            self._truncated_ms = now
+            with self._lock:
+                truncate_wal(self._conn, self.path)
 
-    def retry_later(self, ids: Iterable[int], not_before_ms: int, error: str) -> None:
-        """Put leased rows back, counting a failed try; none is leased before `not_before_ms`."""
+    def retry_later(
+        self, ids: Iterable[int], not_before_ms: int, error: str, *, count: bool = True
+    ) -> None:
+        """Put leased rows back, counting a failed try (unless not `count`); none is leased
+        before `not_before_ms`."""
         self._update(
             ids,
-            "state = ?, attempts = attempts + 1, not_before_ms = ?, last_error = ?",
+            f"state = ?, attempts = attempts + {int(count)}, not_before_ms = ?, last_error = ?",
             (READY, not_before_ms, error),
         )
 
     def release(self, ids: Iterable[int]) -> None:
         """Put leased rows back as they were (shutdown, or never tried): no attempt counted."""
         self._update(ids, "state = ?", (READY,), only_leased=True)
+
+    def reopen(self, *, exclude: Collection[str] = ()) -> None:
+        """Make every waiting ready row (not of `exclude`) leasable now: the outage is over."""
+        skip = list(exclude)
+        sql = "UPDATE messages SET not_before_ms = 0 WHERE state = ? AND not_before_ms > 0" + (  # noqa: S608
+            f" AND endpoint NOT IN ({_marks(skip)})" if skip else ""
+        )
+        with self._tx(write=True) as conn:
+            conn.execute(sql, (READY, *skip))
 
     def reject(self, ids: Iterable[int], reason: str) -> None:
         """Make rows dead letters: kept and counted, never leased again."""
@@ -298,6 +389,15 @@ class Outbox:
                     (*values, *part),
                 )
 
+    def retry_dead(self) -> int:
+        """Make every dead letter ready again, tries reset; return how many."""
+        with self._tx(write=True) as conn:
+            cur = conn.execute(
+                "UPDATE messages SET state = ?, attempts = 0, not_before_ms = 0 WHERE state = ?",
+                (READY, DEAD),
+            )
+            return int(cur.rowcount)
+
     # -- reading ---------------------------------------------------------------------------
 
     def dead_letters(self, limit: int = 100) -> list[Stored]:
@@ -308,7 +408,7 @@ class Outbox:
                 " attempts, last_error FROM messages WHERE state = ? ORDER BY id LIMIT ?",
                 (DEAD, limit),
             ).fetchall()
-        return [_stored(row) for row in rows]
+        return [_stored(row, lenient=True) for row in rows]
 
     def pending(self) -> int:
         """Return how many rows are waiting to be delivered (ready or leased)."""
@@ -390,9 +490,18 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def _stored(row: tuple[Any, ...]) -> Stored:
+def _stored(row: tuple[Any, ...], *, lenient: bool = False) -> Stored:
+    """Decode a row; `lenient` shows an undecodable body as {} (a dead letter to list)."""
     row_id, endpoint, key, body, attachment, created_ms, kind, attempts, last_error = row
-    msg = Message(endpoint, key, json.loads(body), created_ms, Kind(kind), attachment)
+    try:
+        decoded = json.loads(body)
+        if not isinstance(decoded, dict):
+            raise TypeError(f"body is {type(decoded).__name__}, not an object")
+        msg = Message(str(endpoint), str(key), decoded, int(created_ms), Kind(kind), attachment)
+    except (ValueError, TypeError):
+        if not lenient:
+            raise
+        msg = Message(str(endpoint), str(key), {}, int(created_ms or 0), Kind.SAMPLE, None)
     return Stored(row_id, msg, attempts, last_error)
 
 

@@ -13,10 +13,13 @@ import time
 from contextlib import suppress
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 from agent.errors import OutboxError
 
 READY, LEASED, DEAD = 0, 1, 2
+WAL_PAGES = 256  # auto-checkpoint every 256 pages (1 MiB at 4 KiB)
+WAL_LIMIT_BYTES = 1024 * 1024
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order, never reused
@@ -71,7 +74,16 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA journal_size_limit = 67108864")  # WAL back to 64 MiB after a burst
+        # The WAL, not the data, is what fills a nearly full disk: SQLite lets it grow to 1000
+        # pages (4 MiB) before it checkpoints, and keeps its size after. Checkpoint at 1 MiB
+        # and shrink it back to that (the Outbox also truncates it after sends).
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+        # Damaged pages (a bad disk, a copy cut short) would fail a query at some later moment
+        # and stop the agent there; found now, the file is salvaged and moved aside instead.
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"integrity check: {'; '.join(problems)[:200]}")
         conn.executescript(SCHEMA)
         # Leases of a process that died: those messages were never acked, so send them again.
         conn.execute("UPDATE messages SET state = ? WHERE state = ?", (READY, LEASED))
@@ -90,10 +102,11 @@ def fail(path: Path, exc: sqlite3.Error, action: str) -> NoReturn:
     name = str(getattr(exc, "sqlite_errorname", ""))
     text = str(exc)
     where = path.parent
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or text.startswith("integrity"):
         raise CorruptOutbox(
-            f"outbox {path} is corrupt ({text}); stop the agent and move it aside, or start it "
-            f"with outbox recovery, which renames it {path.name}.corrupt-<time> and starts empty"
+            f"outbox {path} is corrupt ({text}); the next start of comet-agent keeps what reads, "
+            f"moves it aside as {path.name}.corrupt-<time> and starts a new one (or move it "
+            "aside yourself)"
         ) from None
     if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
         message = (
@@ -112,6 +125,88 @@ def fail(path: Path, exc: sqlite3.Error, action: str) -> NoReturn:
     raise OutboxError(message) from None
 
 
+COLUMNS = (
+    "endpoint, experiment_key, body, attachment, created_ms, kind, state, attempts, last_error,"
+    " size"
+)
+
+
+def salvage(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Read what still reads from a damaged outbox: (message rows, state rows), oldest first.
+
+    Rows are read one by one, walking up from the first id and down from the last, so one
+    damaged page loses the rows on it, not every row after it.
+    """
+    rows: dict[int, tuple[object, ...]] = {}
+    state: list[tuple[object, ...]] = []
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error:
+        return [], []
+    try:
+        with suppress(sqlite3.Error):
+            state = conn.execute("SELECT key, value FROM state").fetchall()
+        for order in ("ASC", "DESC"):
+            with suppress(sqlite3.Error):
+                cur = conn.execute(
+                    f"SELECT id, {COLUMNS} FROM messages NOT INDEXED ORDER BY id {order}"  # noqa: S608
+                )
+                for row in cur:
+                    rows[int(row[0])] = tuple(row[1:])
+    finally:
+        with suppress(sqlite3.Error):
+            conn.close()
+    return [rows[i] for i in sorted(rows)], state
+
+
+def requeue_dead(path: Path) -> int:
+    """Make the dead letters of the outbox at `path` ready again; return how many.
+
+    A plain connection, not ``Outbox``: opening one releases the leases of a
+    running agent, and this runs beside it (that agent then sends them).
+    """
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        try:
+            cur = conn.execute(
+                "UPDATE messages SET state = ?, attempts = 0, not_before_ms = 0 WHERE state = ?",
+                (READY, DEAD),
+            )
+            return int(cur.rowcount)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        fail(path, exc, "write")
+
+
+def count_dead(path: Path) -> int:
+    """Return how many dead letters the outbox at `path` holds (read-only; 0 if unreadable)."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=2.0)
+        try:
+            row = conn.execute("SELECT COUNT(*) FROM messages WHERE state = ?", (DEAD,)).fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def truncate_wal(conn: sqlite3.Connection, path: Path) -> bool:
+    """Checkpoint and truncate the WAL to zero bytes; return whether it gave space back."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        before = wal.stat().st_size
+    except OSError:
+        return False
+    with suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        return wal.stat().st_size < before
+    except OSError:
+        return True
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     """Undo the open transaction, if SQLite has not already (it does on SQLITE_FULL, I/O)."""
     if conn.in_transaction:
@@ -123,10 +218,11 @@ def move_aside(path: Path, at_ms: int) -> Path:
     """Rename a corrupt outbox (and its -wal, -shm) to ``<name>.corrupt-<time>``; return it."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at_ms / 1000))
     try:
+        # The -wal keeps its suffix after the new name, so SQLite still reads it with the file.
         for suffix in ("-wal", "-shm", ""):
             src = path.with_name(path.name + suffix)
             if src.exists():
-                src.rename(path.with_name(f"{path.name}{suffix}.corrupt-{stamp}"))
+                src.rename(path.with_name(f"{path.name}.corrupt-{stamp}{suffix}"))
     except OSError as exc:
         raise OutboxError(
             f"cannot move the corrupt outbox {path} aside: {exc.strerror or exc}; "

@@ -22,8 +22,7 @@ from agent import log
 from agent.config import Settings
 from agent.delivery.backoff import Backoff
 from agent.delivery.outbox import Outbox
-from agent.delivery.outbox_db import CorruptOutbox
-from agent.delivery.sender import Sender
+from agent.delivery.sender import Sender, url_suspect
 from agent.delivery.sinks.base import Sink
 from agent.errors import ApiError, OutboxError
 from agent.message import Message, steady_ms
@@ -38,14 +37,9 @@ SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may
 
 
 def open_outbox(path: Path, settings: Settings) -> Outbox:
-    """Open the outbox; a corrupt one is moved aside (never deleted) and a new one started."""
-    try:
-        return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms)
-    except CorruptOutbox as exc:
-        # Its rows can still be read by hand. A daemon that refused to start would lose every
-        # sample from now on instead.
-        logger.error("outbox.corrupt", path=str(path), error=str(exc))
-        return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms, recover=True)
+    """Open the outbox; a corrupt one is salvaged, moved aside (never deleted), started anew."""
+    # A daemon that refused to start would lose every sample from now on instead.
+    return Outbox(path, max_bytes=settings.outbox_max_bytes, clock=steady_ms, recover=True)
 
 
 class Delivery:
@@ -71,6 +65,9 @@ class Delivery:
         self._lock = threading.Lock()
         self.sender: Sender | None = None
         if archive is None:
+            if (fix := url_suspect(settings.url_override)) is not None:
+                # Said at the start: else only the 404s of every request, later, would tell.
+                logger.warning("config.url_without_clientlib", fix=fix)
             # The outbox's retry times and the sender's waits on one clock that a wall-clock
             # step does not move (samples keep their wall-clock stamps).
             self.sender = Sender(
@@ -79,6 +76,8 @@ class Delivery:
                 backoff=Backoff.from_settings(settings),
                 batch_items=settings.batch_items,
                 clock=steady_ms,
+                url=settings.url_override,
+                held=self,
             )
 
     def start(self) -> None:
@@ -90,7 +89,8 @@ class Delivery:
         """Move what ended runs could not deliver into this outbox, in order."""
         for path in state.orphans():
             try:
-                orphan = Outbox(path, max_bytes=settings.outbox_max_bytes)
+                # A damaged one gives what still reads: its directory is removed after this.
+                orphan = Outbox(path, max_bytes=settings.outbox_max_bytes, recover=True)
             except OutboxError as exc:
                 logger.error("outbox.orphan_unreadable", path=str(path), error=str(exc))
                 continue
@@ -99,9 +99,12 @@ class Delivery:
                 self.outbox.put_many([row.message for row in batch])
                 orphan.ack([row.id for row in batch])
                 moved += len(batch)
+            # Its dead letters too: `status` shows them and `retry` sends them from here.
+            dead = orphan.dead_letters(limit=orphan.stats().dead)
+            self.outbox.put_dead(dead)
             orphan.close()
-            if moved:
-                logger.info("outbox.adopted", path=str(path), count=moved)
+            if moved or dead:
+                logger.info("outbox.adopted", path=str(path), count=moved, dead=len(dead))
 
     def put(self, messages: Sequence[Message]) -> bool:
         """Write `messages` (after any held ones); False when they are held in memory."""
@@ -129,6 +132,8 @@ class Delivery:
                         held=len(self._pending),
                         dropped=dropped,
                     )
+                if self.sender is not None:
+                    self.sender.wake()  # Comet may take from memory what the disk would not
                 return False
             if self._pending:
                 logger.info("outbox.put_recovered", count=len(self._pending))
@@ -138,6 +143,35 @@ class Delivery:
         if self.sender is not None:
             self.sender.wake()
         return True
+
+    def take_held(self, limit: int) -> list[Message]:
+        """Write the held messages if the disk takes them now (then return none); else remove
+        and return up to `limit` of them, oldest first, for the sender to send from memory."""
+        with self._lock:
+            if not self._pending:
+                return []
+            if self.archive is None:
+                try:
+                    self.outbox.put_many(list(self._pending))  # the durable path first
+                except OutboxError:
+                    pass
+                else:
+                    logger.info("outbox.put_recovered", count=len(self._pending))
+                    self._pending.clear()
+                    return []
+            return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+
+    def return_held(self, messages: list[Message]) -> None:
+        """Put back, in front and in order, held messages the sender could not send."""
+        with self._lock:
+            self._pending.extendleft(reversed(messages))
+            dropped = 0
+            while len(self._pending) > PENDING_MAX:
+                self._pending.pop()  # the newest: what was taken back was older
+                dropped += 1
+        if dropped:
+            logger.error("outbox.put_failed", error="memory cap reached", held=PENDING_MAX,
+                         dropped=dropped)  # fmt: skip
 
     def _append(self, batch: list[Message]) -> None:
         """Append to the archive one message at a time; on a disk error the unwritten rest
@@ -181,7 +215,7 @@ class Delivery:
         if self.sender is None:
             return True
         started = steady_ms()
-        drained = self.sender.flush(timeout_s)
+        drained = self.sender.flush(timeout_s, fresh=True)
         left_s = timeout_s - (steady_ms() - started) / 1000
         # A request still in flight (a slow server) gets a short grace, not its whole timeout:
         # its rows stay leased on disk and go out again at the next start.

@@ -14,6 +14,11 @@ request each. What happens to a request that fails depends on the error:
   ``status().throttled_ever`` tells the daemon to send mark-not-throttled at the end.
 * ``AuthError`` (401/403): all sending pauses for ``backoff.wait_max``, logged
   once with the fix; nothing is dropped, as the key may be rotated back.
+* 404 and 413 may pass (a proxy or a deploy in between): the endpoint backs off
+  and the message becomes a dead letter only after ``TRANSIENT_ATTEMPTS`` tries;
+  a 413 on a merged batch splits it first. 404 on ``WRONG_URL_ENDPOINTS``
+  different endpoints with no success between means a wrong server URL: all
+  sending pauses as for a rejected key, logged once with the fix, no try counted.
 * anything else from Comet (other 4xx, 501/505) or a message the client cannot
   build: a merged batch is split and re-sent message by message, then each
   message still refused becomes a dead letter (kept, counted, logged at ERROR).
@@ -32,6 +37,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from random import Random
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from agent import errors
 from agent.delivery.backoff import Backoff
@@ -40,11 +47,14 @@ from agent.delivery.outbox import Outbox, Stored
 from agent.delivery.sinks.base import Sink
 from agent.errors import AgentError, ApiError, AuthError, OutboxError, ThrottledError
 from agent.log import RateLimiter, get_logger
-from agent.message import MERGEABLE, merge, now_ms
+from agent.message import MERGEABLE, Message, merge, now_ms
 
 log = get_logger(__name__)
 
 IDLE_WAIT_S = 1.0  # longest idle wait, so a stop_event set from outside is seen within a second
+TRANSIENT_STATUSES = (404, 413)  # refusals that a proxy or a deploy can give for a while
+TRANSIENT_ATTEMPTS = 8  # tries before such a refusal makes a dead letter (minutes at 60 s)
+WRONG_URL_ENDPOINTS = 3  # endpoints answering 404 (none answering 200) that mean a wrong URL
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,24 @@ class SenderStatus:
     throttled_ever: bool = False
     sent_total: int = 0
     requests_total: int = 0
+    paused_url: bool = False
+
+
+class Held(Protocol):
+    """Messages held in memory because the outbox could not be written (``Delivery``)."""
+
+    @property
+    def held(self) -> int:
+        """How many messages are held."""
+        ...
+
+    def take_held(self, limit: int) -> list[Message]:
+        """Remove and return up to `limit` held messages, oldest first."""
+        ...
+
+    def return_held(self, messages: list[Message]) -> None:
+        """Put back, in front and in order, messages that could not be sent."""
+        ...
 
 
 class Sender:
@@ -82,8 +110,12 @@ class Sender:
         clock: Callable[[], int] = now_ms,
         stop_event: threading.Event | None = None,
         limiter: RateLimiter | None = None,
+        url: str = "",
+        held: Held | None = None,
     ) -> None:
         self._outbox = outbox
+        self._url = url  # the configured server URL, named in the wrong-URL hint
+        self._held = held  # messages the outbox could not take (a full disk), in memory
         self._sink = sink
         self._backoff = backoff or Backoff()
         self._batch_items = batch_items
@@ -104,6 +136,7 @@ class Sender:
         self._requests_total = 0
         self._thread: threading.Thread | None = None
         self._unsettled: list[int] = []  # leased rows a failed outbox write left leased
+        self._not_found: set[str] = set()  # endpoints answering 404 since the last success
 
     # -- control ---------------------------------------------------------------------------
 
@@ -125,13 +158,19 @@ class Sender:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
-    def flush(self, timeout_s: float) -> bool:
+    def flush(self, timeout_s: float, *, fresh: bool = False) -> bool:
         """Send until nothing is waiting or `timeout_s` passed; return True if the outbox drained.
 
         Runs in the caller's thread when the sender thread is not running (or
         its stop_event is already set), so the daemon can flush after a signal.
+        `fresh` (the stop flush) first ends every back-off for one more try.
         """
         deadline_ms = self._gates.after(timeout_s)
+        if fresh:
+            # A back-off earned before Comet came back must not keep its data past the stop
+            # (in a sidecar's emptyDir, kept means lost). A throttle stays (Comet asked for
+            # it) and so does a pause (the key or the URL: retrying cannot end it).
+            self._reopen(auth=False)
         thread = self._thread
         if thread is None or not thread.is_alive() or self._stop.is_set():
             if thread is not None:
@@ -143,16 +182,32 @@ class Sender:
         with self._progress:
             while self._outbox.pending():
                 left_ms = deadline_ms - self._clock()
-                if left_ms <= 0 or self._gates.paused_auth or not thread.is_alive():
+                if left_ms <= 0 or self._gates.paused or not thread.is_alive():
                     return False
                 self._progress.wait(min(0.1, left_ms / 1000))
         return True
+
+    def recovered(self) -> None:
+        """Say Comet answered another request (the keep-alive): every back-off ends now."""
+        self._reopen(auth=True)
+
+    def _reopen(self, *, auth: bool) -> None:
+        if self._gates.reopen(auth=auth):
+            self._reopen_rows()
+            self._wake.set()
+
+    def _reopen_rows(self) -> None:
+        """Make the rows that wait out a back-off leasable now (not those of a throttle)."""
+        try:
+            self._outbox.reopen(exclude=self._gates.throttled())
+        except OutboxError as exc:  # a full disk: they go when their own wait ends
+            self._note_error(str(exc))
 
     def _flush_inline(self, deadline_ms: int) -> bool:
         self._inline = True
         try:
             while self._outbox.pending():
-                if self._clock() >= deadline_ms or self._gates.paused_auth:
+                if self._clock() >= deadline_ms or self._gates.paused:
                     return False
                 self._turn(deadline_ms)
             return True
@@ -171,6 +226,7 @@ class Sender:
                 throttled_ever=self._gates.throttled_ever,
                 sent_total=self._sent_total,
                 requests_total=self._requests_total,
+                paused_url=self._gates.paused_url,
             )
 
     # -- the loop --------------------------------------------------------------------------
@@ -215,6 +271,11 @@ class Sender:
                 self._unsettled.extend(s.id for s in batch)
                 raise
             return
+        if self._held is not None and self._held.held and not closed and not self._outbox.pending():
+            held = self._held.take_held(self._lease_limit)
+            if held:
+                self._deliver_held(held)
+                return
         moments = [self._gates.reopens_ms(ep) for ep in closed]
         next_ms = self._outbox.next_ready_ms(exclude=closed)
         if next_ms is not None:
@@ -227,10 +288,12 @@ class Sender:
         if deadline_ms is not None:
             target = min(target, deadline_ms)
         wait_s = max(0, target - now) / 1000
+        # Never longer than a second: a success elsewhere (the keep-alive) may end the wait.
+        wait_s = min(wait_s, IDLE_WAIT_S)
         if self._inline:
             self._nap.wait(wait_s)
         elif wakeable:
-            self._wake.wait(min(wait_s, IDLE_WAIT_S))
+            self._wake.wait(wait_s)
         else:
             self._stop.wait(wait_s)
 
@@ -257,7 +320,7 @@ class Sender:
             try:
                 self._send(group)
             except ApiError as exc:
-                if not exc.retryable and not isinstance(exc, AuthError) and len(group) > 1:
+                if _splits(exc) and len(group) > 1:
                     groups.extendleft([s] for s in reversed(group))  # find the culprit alone
                     continue
                 blocked |= self._failed(group, exc)
@@ -271,6 +334,50 @@ class Sender:
                 sent += len(group)
                 recovered |= self._succeeded(group)
         self._log_pass(sent, requests, oldest_ms, started, recovered)
+
+    def _deliver_held(self, held: list[Message]) -> None:
+        """Send messages straight from memory (the disk is full, Comet may not be): what is
+        not sent goes back to memory, in order; no outbox write on the way."""
+        assert self._held is not None  # noqa: S101 - only called with a held source
+        groups = deque(self._group([Stored(-1, msg) for msg in held]))
+        sent = 0
+        while groups:
+            group = groups.popleft()
+            if self._cut_short(None):
+                groups.appendleft(group)
+                break
+            endpoint = group[0].message.endpoint
+            try:
+                self._send(group)
+            except ApiError as exc:
+                if exc.retryable or isinstance(exc, AuthError) or _transient(exc):
+                    self._note_error(str(exc))
+                    where = ALL if isinstance(exc, errors.TransportError | AuthError) else endpoint
+                    self._gates.defer(where, exc.retry_after_s)
+                    groups.appendleft(group)
+                    break
+                # Refused for good, and no disk to keep a dead letter on: said, then let go.
+                self._note_error(str(exc))
+                log.error("outbox.rejected", endpoint=endpoint, count=len(group), error=str(exc))
+            except AgentError as exc:  # the client cannot build it: no disk for a dead letter
+                self._note_error(str(exc))
+                log.error("outbox.rejected", endpoint=endpoint, count=len(group), error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a sink bug: keep the data, try later
+                self._note_error(f"{type(exc).__name__}: {exc}")
+                self._gates.defer(endpoint, None)
+                groups.appendleft(group)
+                break
+            else:
+                sent += len(group)
+                self._not_found.clear()
+                with self._lock:
+                    self._sent_total += len(group)
+                    self._last_success_ms = self._clock()
+                self._gates.succeeded(endpoint)
+        if groups:
+            self._held.return_held([s.message for group in groups for s in group])
+        if sent:
+            log.info("outbox.sent_from_memory", count=sent)
 
     def _cut_short(self, deadline_ms: int | None) -> bool:
         if deadline_ms is not None and self._clock() >= deadline_ms:
@@ -315,7 +422,12 @@ class Sender:
         with self._lock:
             self._sent_total += len(group)
             self._last_success_ms = self._clock()
+        self._not_found.clear()
+        closed = self._gates.closed() or self._gates.all_closed_until() is not None
         was_paused = self._gates.succeeded(endpoint)
+        if closed or was_paused:
+            # Rows of the other endpoints wait out their back-off in the outbox too.
+            self._reopen_rows()
         if was_paused:
             self._limiter.reset("auth")
             log.info("sender.auth_recovered")
@@ -326,6 +438,12 @@ class Sender:
         """Settle a group Comet did not take; return what is blocked for the rest of the pass."""
         endpoint = group[0].message.endpoint
         error = str(exc)
+        if exc.status == 404 and not exc.retryable:
+            self._not_found.add(endpoint)
+            if len(self._not_found) >= WRONG_URL_ENDPOINTS:
+                return self._pause_url(group, error)
+        if _transient(exc) and max(s.attempts for s in group) + 1 < TRANSIENT_ATTEMPTS:
+            return self._defer(group, endpoint, error, exc.retry_after_s)
         if not exc.retryable and not isinstance(exc, AuthError):
             self._reject(group, error)
             return set()  # nothing blocked: the next message may be fine
@@ -356,6 +474,22 @@ class Sender:
             error,
             exc.retry_after_s,
         )
+
+    def _pause_url(self, group: list[Stored], error: str) -> set[str]:
+        """Every endpoint answers 404: pause all, counting no try (a fixed URL sends it all)."""
+        self._note_error(error)
+        self._outbox.retry_later(_ids([group]), self._gates.pause_url(), error, count=False)
+        if (repeats := self._limiter.check("url")) is not None:
+            # Once (then hourly), like a rejected key: the fix is in the configuration.
+            log.error(
+                "sender.url_wrong",
+                error=error,
+                url=_shown(self._url) or None,
+                fix=url_fix(self._url),
+                retry_in_s=self._backoff.wait_max,
+                repeats=repeats,
+            )
+        return {ALL}
 
     def _defer(
         self, group: list[Stored], where: str, error: str, retry_after_s: float | None
@@ -402,6 +536,44 @@ class Sender:
             oldest_age_s=round((self._clock() - oldest_ms) / 1000, 1),
             duration_ms=round((time.monotonic() - started) * 1000),
         )
+
+
+def _transient(exc: ApiError) -> bool:
+    """A refusal that may pass: 404 or 413 (never an auth or a throttle answer)."""
+    return not exc.retryable and exc.status in TRANSIENT_STATUSES
+
+
+def _splits(exc: ApiError) -> bool:
+    """Whether a merged batch Comet refused is worth sending message by message."""
+    # Not a 404: when the URL or the experiment is wrong, every part is refused alike.
+    return not exc.retryable and not isinstance(exc, AuthError) and exc.status != 404
+
+
+def url_suspect(url: str) -> str | None:
+    """Return the fix for a server URL without /clientlib/ (every call would 404), else None."""
+    return None if "/clientlib" in urlsplit(url).path else url_fix(url)
+
+
+def url_fix(url: str) -> str:
+    """How to fix a server URL that answers 404 everywhere."""
+    base = "set COMET_URL_OVERRIDE (or [comet] url_override) to the clientlib base of your server"
+    url = _shown(url)
+    if url and "/clientlib" not in url:
+        return f"{base}: {url} has no /clientlib/; try {url.rstrip('/')}/clientlib/"
+    return base + ", like https://www.comet.com/clientlib/"
+
+
+def _shown(url: str) -> str:
+    """`url` without user, password, query or fragment: fit for a log line."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _ids(groups: Iterable[list[Stored]]) -> list[int]:

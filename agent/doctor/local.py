@@ -148,7 +148,8 @@ def outbox_check(state: Path) -> Check:
             "outbox",
             FAIL,
             f"{path} cannot be read ({exc})",
-            fix="the next comet-agent start moves a corrupt outbox aside; check the disk",
+            fix="the next comet-agent start keeps what still reads and moves the damaged "
+            "file aside; check the disk",
         )
     waiting = counts.get(READY, (0, None))[0] + counts.get(LEASED, (0, None))[0]
     dead = counts.get(DEAD, (0, None))[0]
@@ -161,7 +162,7 @@ def outbox_check(state: Path) -> Check:
             "outbox",
             WARN,
             f"{detail}: Comet refused {dead} message(s) for good",
-            fix=f"see why: sqlite3 -readonly {path} {_DEAD_QUERY}",
+            fix=f"see why: sqlite3 -readonly {path} {_DEAD_QUERY}; send again: comet-agent retry",
             data=data,
         )
     if waiting and age_s > BACKLOG_WARN_S:
@@ -202,6 +203,10 @@ def _read_counts(path: Path) -> dict[int, tuple[int, int | None]]:
     uri = f"file:{quote(str(path))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=2.0)
     try:
+        # Damaged pages the counts do not touch would still stop the next start's reads.
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"damaged: {'; '.join(problems)[:200]}")
         rows = conn.execute(
             "SELECT state, COUNT(*), MIN(created_ms) FROM messages GROUP BY state"
         ).fetchall()

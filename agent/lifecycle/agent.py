@@ -152,6 +152,11 @@ class Agent:
         )
         if self._archive is None and self._state is not None:
             self._delivery.adopt(self._state, s)
+        if self._archive is None:
+            # A keep-alive success reopens delivery's gates; the server's intervals are kept
+            # per experiment, and resumed now (the key is known before Comet has answered).
+            self._heartbeat.key = self.attachment.experiment_key
+            self._heartbeat.bind(outbox, self._delivery.sender)
         if self.attachment.owned and s.experiment_name:
             # No create call carries the name: it travels as the SDK's own "Name" other.
             self.put(self._name_messages(self.attachment.experiment_key, s.experiment_name))

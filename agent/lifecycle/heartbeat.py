@@ -8,22 +8,26 @@ deadline. Once the agent is stopping, a beat in flight is abandoned.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent import log
-from agent.errors import ApiError
+from agent.errors import ApiError, OutboxError
 from agent.lifecycle.keepalive import IntervalPolicy
 from agent.message import now_ms
 from agent.schedule import Scheduler
 
 if TYPE_CHECKING:
     from agent.api.client import CometClient
+    from agent.delivery.outbox import Outbox
+    from agent.delivery.sender import Sender
 
 logger = log.get_logger(__name__)
 JOBS = (("heartbeat", "beat_s"), ("sample.cpu", "cpu_s"), ("sample.gpu", "gpu_s"))
+INTERVALS_KEY = "intervals."  # + experiment key, in the outbox's state table
 _STOPPED = object()
 
 
@@ -44,6 +48,28 @@ class Heartbeat:
         self.last: dict[str, object] = {}
         self.client: CometClient | None = None
         self.key = ""
+        self._outbox: Outbox | None = None
+        self._sender: Sender | None = None
+
+    def bind(self, outbox: Outbox, sender: Sender | None) -> None:
+        """Keep the server's intervals in `outbox` and resume with them; end `sender`'s waits.
+
+        A restart during an outage would otherwise sample at the 30 s default until Comet
+        answers again, and the server asked for more.
+        """
+        self._outbox, self._sender = outbox, sender
+        if not self.key:
+            return
+        try:
+            stored = outbox.get_state(INTERVALS_KEY + self.key)
+        except OutboxError:
+            return
+        try:
+            saved = json.loads(stored) if stored else None
+        except ValueError:
+            saved = None
+        if isinstance(saved, dict) and self.policy.restore(saved):
+            logger.info("keepalive.resumed", intervals=self.policy.current.as_dict())
 
     def beat(self) -> bool:
         """Send one keep-alive and apply its answer; return whether the intervals changed."""
@@ -59,6 +85,8 @@ class Heartbeat:
         if answer is _STOPPED:
             return False
         self.last = {"at_ms": at, "ok": True, "answer": answer}
+        if self._sender is not None:
+            self._sender.recovered()  # Comet answers: the sender's back-offs end too
         return self.apply(answer)
 
     def apply(self, answer: object) -> bool:
@@ -76,7 +104,20 @@ class Heartbeat:
             old, new = getattr(before, attr), getattr(after, attr)
             if old != new and self._scheduler.reschedule(job_id, new):
                 logger.info("schedule.changed", job=job_id, interval_s=new, previous_s=old)
+        if after != before:
+            self._save()
         return after != before
+
+    def _save(self) -> None:
+        if self._outbox is None or not self.key:
+            return
+        try:
+            self._outbox.set_state(
+                INTERVALS_KEY + self.key, json.dumps(self.policy.current.as_dict())
+            )
+        except OutboxError as exc:  # a full disk: the intervals still hold in this process
+            if self._limiter.check("keepalive.save_failed") is not None:
+                logger.warning("keepalive.save_failed", error=str(exc))
 
 
 class _Worker:

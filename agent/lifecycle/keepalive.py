@@ -109,6 +109,31 @@ class IntervalPolicy:
         self.current = replace(self.current, **updates)  # type: ignore[arg-type]
         return Change(tuple(ignored), tuple(clamped))
 
+    def restore(self, saved: Mapping[str, object]) -> bool:
+        """Resume with intervals the server set before a restart; return whether any applied.
+
+        Only values the server set, and only where it may still set them (the user's own
+        interval wins); each is checked and clamped again as if it had just been answered.
+        """
+        updates: dict[str, object] = {}
+        for kind in _FIELDS:
+            if kind in ("cpu", "gpu") and (
+                not self._follow or (self._user_cpu if kind == "cpu" else self._user_gpu)
+            ):
+                continue
+            source, value = saved.get(f"{kind}_source"), saved.get(f"{kind}_s")
+            if source not in ("server", "server-clamped"):
+                continue
+            seconds = _seconds(value * 1000 if isinstance(value, int | float) else value)
+            if seconds is None or isinstance(value, bool):
+                continue
+            updates[f"{kind}_s"] = min(max(seconds, self._lo), self._hi)
+            updates[f"{kind}_source"] = source
+        if not updates:
+            return False
+        self.current = replace(self.current, **updates)  # type: ignore[arg-type]
+        return True
+
 
 def _pick(data: Mapping[str, object], names: tuple[str, str]) -> tuple[str | None, object]:
     for name in names:
