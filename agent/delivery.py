@@ -79,6 +79,7 @@ class Delivery:
                 backoff=Backoff.from_settings(settings),
                 batch_items=settings.batch_items,
                 clock=steady_ms,
+                linger_s=settings.linger_s,
             )
 
     def start(self) -> None:
