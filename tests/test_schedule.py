@@ -133,8 +133,8 @@ def test_shutdown_while_a_job_reschedules_does_not_hang() -> None:
     """A job that reschedules while shutdown(wait=True) waits for it: both finish.
 
     APScheduler 3.x (used before) held its job-store lock while it waited for running
-    jobs, so a job calling get_job/modify_job then would wait for ever (in a subprocess: a hang here must
-    not hang the test run, whose exit joins the pool's threads).
+    jobs, so a job calling get_job/modify_job then would wait for ever (in a subprocess: a
+    hang here must not hang the test run).
     """
     result = subprocess.run(
         [sys.executable, "-c", RESCHEDULE_DURING_SHUTDOWN],
