@@ -95,6 +95,10 @@ def measure(count: int = 300, rounds: int = 3) -> ClientCost:
                     fn()
                 per[name].append((time.thread_time() - begun) / count * 1000)
         ours.close()
+        plain.close()
+        lean.close()
+        pool.close()
+        conn.close()
         if server.violations:
             raise RuntimeError(f"SPEC violations: {server.violations[:3]}")
     return ClientCost(count, {name: statistics.median(v) for name, v in per.items()})
