@@ -137,6 +137,8 @@ def measure(duration_s: float = 300.0, *, warmup_s: float = 15.0) -> SdkMonitor:
             for proc in (sdk, bare):
                 proc.terminate()
                 proc.wait(30)
+            if sdk.stdout is not None:
+                sdk.stdout.close()
             agent.stop()
 
     def per_hour(k: str) -> float:
