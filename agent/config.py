@@ -188,6 +188,10 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1, maximum=3600),
     Option("outbox", "batch_items", int, 1000, "most metric items in one batch request",
            minimum=1, maximum=10_000),
+    Option("outbox", "linger_s", float, 2.0,
+           "after a pass, let samples gather this long so their metric batches share a "
+           "request (timestamps unchanged; 0 sends each at once)",
+           minimum=0, maximum=60),
     # [http]
     Option("http", "timeout_s", float, 10.0, "read timeout of one request",
            sdk="comet.timeout.http", minimum=0.1, maximum=600, attr="http_timeout_s"),
@@ -274,6 +278,7 @@ class Settings:
     outbox_max_bytes: int = 256 * 1024 * 1024
     backoff_max_s: float = 60.0
     batch_items: int = 1000
+    linger_s: float = 2.0
     http_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     verify_tls: bool = True

@@ -124,7 +124,7 @@ class _RedactingRenderer:
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Set up structlog; route stdlib loggers (apscheduler, urllib3) through the same renderer."""
+    """Set up structlog; route stdlib loggers (urllib3) through the same renderer."""
     global _pending
     stream = cast("TextIO", _SafeStream(stream if stream is not None else sys.stderr))
     numeric = _LEVELS.get(level, logging.INFO)
@@ -133,12 +133,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # APScheduler logs two INFO lines per job run and urllib3 one per connection: noise.
+    # urllib3 logs one INFO line per connection: noise.
     logging.getLogger("urllib3").setLevel(max(numeric, logging.WARNING))
-    # APScheduler also warns each time a run is skipped because the previous one is still
-    # going (a keep-alive waiting on a slow server): every second at 1 s. Our jobs log their
-    # own failures (job.failed), so only its errors get through.
-    logging.getLogger("apscheduler").setLevel(max(numeric, logging.ERROR))
     with _pending_lock:
         _pending = (numeric, fmt, stream, handler)
     if "structlog" in sys.modules:  # already paid for (tests, a long-lived caller): apply now

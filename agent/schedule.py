@@ -1,16 +1,19 @@
-"""The job scheduler: the only module that imports APScheduler (3.x).
+"""The job scheduler: interval jobs, each on its own timer thread, planned on the monotonic clock.
 
-A ``BackgroundScheduler``, because the main thread waits for signals (and for
-the child under ``run``). Every job is wrapped by ``guarded`` so APScheduler
-never sees an exception; jobs coalesce and never run twice at once, so a slow
-NVML call delays one sample instead of stacking them. ``reschedule`` only
-touches a job whose interval really changed: APScheduler counts the next run
-from *now*, so rescheduling on every 10 s beat would starve a 60 s job.
+No executor: each job has one daemon thread that sleeps until the job is due
+and runs it in place, so a tick costs one wake-up and nothing is handed from
+thread to thread (APScheduler's thread-pool hand-off per run was the largest
+share of an idle agent's CPU). One thread per job keeps the rules the agent
+relies on: a slow keep-alive never delays a sample, a job never runs twice at
+once, and runs missed while it was busy coalesce into the next slot instead of
+bursting. Every job is wrapped by ``guarded`` so no exception ends its thread.
+``reschedule`` only touches a job whose interval really changed, and the run
+at the new pace comes one new interval from now (or sooner, if it was due
+sooner), so a keep-alive every 10 s never starves a 60 s job.
 
-APScheduler 3.x plans on the wall clock. ``ClockWatch`` notices the wall
-clock jumping against the monotonic one (NTP step, suspend, an admin's
-``date -s``) and ``resync`` then restarts every job's spacing from now:
-without it a jump back of an hour stalls every job for an hour.
+Times are monotonic, so a wall-clock step (NTP, suspend, ``date -s``) does not
+stall or burst the jobs. ``ClockWatch`` still notices such a step, which the
+daemon logs, and ``resync`` restarts every job's spacing from now.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from agent.errors import AgentError
 from agent.log import RateLimiter, get_logger
@@ -30,7 +31,7 @@ Job = Callable[[], None]
 
 
 def guarded(job_id: str, fn: Job, limiter: RateLimiter | None = None) -> Job:
-    """Wrap a job so that no exception reaches APScheduler; log expected failures rate-limited."""
+    """Wrap a job so that no exception ends its thread; log expected failures rate-limited."""
     limiter = limiter or RateLimiter()
 
     def run() -> None:
@@ -50,34 +51,19 @@ def guarded(job_id: str, fn: Job, limiter: RateLimiter | None = None) -> Job:
 class _Entry:
     fn: Job
     interval_s: float
+    due: float  # monotonic seconds of the next run
+    thread: threading.Thread | None = None
 
 
 @dataclass
 class Scheduler:
     """Interval jobs by id: first run at once, rescheduled only when the interval changes."""
 
-    workers: int = 4
+    workers: int = 4  # kept for callers; each job has its own thread
     _jobs: dict[str, _Entry] = field(default_factory=dict)
-    # Held across every change a job may make to APScheduler, so that shutdown() can say
-    # "no more changes" before APScheduler takes its own lock to wait for running jobs.
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
     _closing: bool = False
-    _aps: Any = None  # the BackgroundScheduler, made by the first add()
-
-    @property
-    def _sched(self) -> Any:
-        # Imported on first use: `comet-agent run` starts the command before the jobs exist,
-        # and APScheduler's import is time the command would otherwise wait.
-        if self._aps is None:
-            from apscheduler.executors.pool import ThreadPoolExecutor
-            from apscheduler.schedulers.background import BackgroundScheduler
-
-            self._aps = BackgroundScheduler(
-                timezone=UTC,
-                executors={"default": ThreadPoolExecutor(self.workers)},
-                job_defaults={"coalesce": True, "max_instances": 1},
-            )
-        return self._aps
+    _running: bool = False
 
     def add(
         self,
@@ -90,95 +76,106 @@ class Scheduler:
     ) -> None:
         """Schedule `fn` every `interval_s` seconds: first after `first_in_s` (at once by
         default), or after a whole interval when `run_now` is false."""
-        with self._lock:
-            self._jobs[job_id] = _Entry(fn, interval_s)
         wait_s = min(first_in_s, interval_s) if run_now else interval_s
-        first = _now() + timedelta(seconds=wait_s)
-        self._sched.add_job(
-            fn,
-            "interval",
-            seconds=interval_s,
-            id=job_id,
-            replace_existing=True,
-            next_run_time=first,
-            misfire_grace_time=_grace(interval_s),
-        )
+        with self._cond:
+            old = self._jobs.get(job_id)
+            entry = _Entry(fn, interval_s, time.monotonic() + wait_s)
+            if old is not None:  # replace in place: the job's thread reads the entry each turn
+                old.fn, old.interval_s, old.due = entry.fn, entry.interval_s, entry.due
+                self._cond.notify_all()
+                return
+            self._jobs[job_id] = entry
+            if self._running:
+                self._spawn(job_id, entry)
 
     def interval(self, job_id: str) -> float:
         """The interval a job runs at now, in seconds."""
-        with self._lock:
+        with self._cond:
             return self._jobs[job_id].interval_s
 
     def reschedule(self, job_id: str, interval_s: float) -> bool:
         """Change a job's interval if it differs; return whether it changed."""
-        with self._lock:
+        with self._cond:
             entry = self._jobs.get(job_id)
             if self._closing or entry is None or entry.interval_s == interval_s:
                 return False
             entry.interval_s = interval_s
             # The first run at the new pace comes one new interval from now; a job that was
             # due sooner keeps its earlier slot, so a shorter interval takes effect fast.
-            job = self._sched.get_job(job_id)
-            due = job.next_run_time if job is not None else None
-            start = _now() + timedelta(seconds=interval_s)
-            if due is not None and due < start:
-                start = due
-            self._sched.modify_job(
-                job_id,
-                trigger=_trigger(interval_s, start),
-                misfire_grace_time=_grace(interval_s),
-                next_run_time=start,
-            )
+            entry.due = min(entry.due, time.monotonic() + interval_s)
+            self._cond.notify_all()
         return True
 
     def resync(self) -> None:
         """Restart every job's spacing from now (after a wall-clock jump)."""
-        with self._lock:
+        with self._cond:
             if self._closing:
                 return
-            for job_id, entry in self._jobs.items():
-                start = _now() + timedelta(seconds=entry.interval_s)
-                self._sched.modify_job(
-                    job_id, trigger=_trigger(entry.interval_s, start), next_run_time=start
-                )
+            now = time.monotonic()
+            for entry in self._jobs.values():
+                entry.due = now + entry.interval_s
+            self._cond.notify_all()
 
     def run_now(self, job_id: str) -> None:
         """Run a job once in the calling thread (the last sample at stop)."""
-        with self._lock:
+        with self._cond:
             entry = self._jobs.get(job_id)
         if entry is not None:
             entry.fn()
 
     def start(self) -> None:
-        """Start the scheduler thread."""
-        self._sched.start()
+        """Start one timer thread per job (and for jobs added later, at add)."""
+        with self._cond:
+            if self._running or self._closing:
+                return
+            self._running = True
+            for job_id, entry in self._jobs.items():
+                self._spawn(job_id, entry)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with `wait`, let running jobs finish.
 
-        APScheduler 3.x holds its job-store lock while it waits for running jobs, so a job
-        that rescheduled then (a keep-alive answered during the stop) would wait for ever:
-        from here on reschedule() and resync() do nothing.
+        From here on reschedule() and resync() do nothing, so a job that reschedules
+        while stopping (a keep-alive answered during the stop) finishes at once.
         """
-        with self._lock:
+        with self._cond:
             self._closing = True
-        if self._aps is not None and self._aps.running:
-            self._aps.shutdown(wait=wait)
+            self._cond.notify_all()
+            threads = [e.thread for e in self._jobs.values() if e.thread is not None]
+        if wait:
+            me = threading.current_thread()
+            for thread in threads:
+                if thread is not me:
+                    thread.join()
 
+    def _spawn(self, job_id: str, entry: _Entry) -> None:
+        entry.thread = threading.Thread(
+            target=self._loop, args=(entry,), name=f"job-{job_id}", daemon=True
+        )
+        entry.thread.start()
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _grace(interval_s: float) -> int:
-    # The default grace (1 s) drops runs on a busy host with a WARNING each; half an interval.
-    return max(1, int(interval_s / 2))
-
-
-def _trigger(interval_s: float, start: datetime) -> object:
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    return IntervalTrigger(seconds=interval_s, start_date=start, timezone=UTC)
+    def _loop(self, entry: _Entry) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._closing:
+                    wait_s = entry.due - time.monotonic()
+                    if wait_s <= 0:
+                        break
+                    cond.wait(wait_s)
+                if self._closing:
+                    return
+                fn = entry.fn
+                ran_at = entry.due
+            fn()
+            with cond:
+                if entry.due == ran_at:  # not moved by reschedule/resync while it ran
+                    now = time.monotonic()
+                    step = entry.interval_s
+                    due = ran_at + step
+                    if due <= now:  # late: coalesce the missed slots into the next one
+                        due += step * (int((now - due) / step) + 1)
+                    entry.due = due
 
 
 class ClockWatch:

@@ -29,15 +29,20 @@ TINY = dataclasses.replace(
     flat_lines=2_000,
     startup_runs=1,
     report_seconds=120,
+    client_requests=5,
+    upload_seconds=60,
 )
 EXPECTED = [
     "sampling cost, one full sample (all but the process tree)",
     "NVML cost, one sample of 1 GPU(s)",
     "NVML cost, one sample of 8 GPU(s)",
-    "agent CPU at 1 s intervals",
-    "agent CPU at 1 s, offline (sampling, outbox, archive; no HTTP)",
-    "agent RSS",
+    "agent CPU at 1 s, offline (sampling and archive; no HTTP)",
+    "agent CPU at 1 s, online",
+    "requests per minute at 1 s, online",
+    "agent RSS, offline",
     "agent RSS growth over the run",
+    "client CPU per request (metric batch, loopback)",
+    "upload of a 1 min archive at 1 sample/s: requests",
     "outbox write, put_many(1000)",
     "outbox drain into the stand-in",
     "run start-up until the command runs, online",
@@ -57,7 +62,7 @@ def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert names[: len(EXPECTED)] == EXPECTED
     assert all(r.ratio and r.figures for r in rows), rows
     assert all(r.met in ("yes", "no", "") for r in rows)
-    assert "drained=True, 0 wire violations" in rows[8].figures
+    assert "drained=True, 0 wire violations" in rows[11].figures
     sdk = rows[len(EXPECTED) :]
     assert len(sdk) == 1 and sdk[0].measure == "agent CPU vs the comet_ml SDK's system monitor"
     for name in names:

@@ -35,20 +35,27 @@ def test_headers_follow_spec(client: CometClient, server: CometStandIn) -> None:
 def test_batch_calls_are_gzipped_with_the_key_header(
     client: CometClient, server: CometStandIn
 ) -> None:
-    """The metric batch is gzipped and carries X-COMET-DEBUG-EXPERIMENT-KEY (wire §1.2-1.3)."""
-    item = {
-        "metricName": "m",
-        "metricValue": 1,
-        "step": None,
-        "epoch": None,
-        "context": None,
-        "timestamp": 1_700_000_000_000,
-    }
-    client.call("log-metric-batch", {"values": [item]}, experiment_key=KEY)
-    rec = server.received("log-metric-batch")[0]
-    assert rec.headers["Content-Encoding"] == "gzip"
-    assert json.loads(gzip.decompress(rec.raw))["values"] == [item]
-    assert rec.headers["X-COMET-DEBUG-EXPERIMENT-KEY"] == KEY
+    """A metric batch of a packet or more is gzipped and carries X-COMET-DEBUG-EXPERIMENT-KEY
+    (wire §1.2-1.3); a small one goes plain, where gzip saves nothing and costs CPU."""
+    items = [
+        {
+            "metricName": f"sys.m{n}",
+            "metricValue": n,
+            "step": None,
+            "epoch": None,
+            "context": None,
+            "timestamp": 1_700_000_000_000,
+        }
+        for n in range(20)
+    ]
+    client.call("log-metric-batch", {"values": items}, experiment_key=KEY)
+    client.call("log-metric-batch", {"values": items[:1]}, experiment_key=KEY)
+    big, small = server.received("log-metric-batch")
+    assert big.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(big.raw))["values"] == items
+    assert big.headers["X-COMET-DEBUG-EXPERIMENT-KEY"] == KEY
+    assert "Content-Encoding" not in small.headers
+    assert json.loads(small.raw)["values"] == items[:1]
 
 
 def test_uncompressed_when_disabled(server: CometStandIn) -> None:

@@ -93,3 +93,31 @@ def test_real_psutil() -> None:
     clock.now_ms += 1_000
     metrics = sampler.collect().metrics
     assert all(isinstance(v, int) and v >= 0 for v in metrics.values())
+
+
+NET_DEV = (
+    "Inter-|   Receive                                  |  Transmit\n"
+    " face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop\n"
+    "    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0\n"
+    "  eth0: 5000 50 0 0 0 0 0 0 7000 70 0 0 0 0 0 0\n"
+)
+
+
+def test_net_dev_totals_sum_every_interface() -> None:
+    """/proc/net/dev's byte columns summed over interfaces, as psutil.net_io_counters() does."""
+    from agent.collect.network import parse_net_dev
+
+    assert parse_net_dev(NET_DEV) == (8000, 6000)
+    assert parse_net_dev(NET_DEV.split("\n", 2)[0]) is None
+
+
+def test_the_host_reader_agrees_with_psutil() -> None:
+    """The kept-open reader gives the same interfaces' totals psutil gives (within traffic)."""
+    import psutil
+
+    from agent.collect.network import _host_net_counters
+
+    ours, theirs = _host_net_counters(), psutil.net_io_counters()
+    assert ours is not None
+    assert abs(ours.bytes_recv - theirs.bytes_recv) < 10_000_000
+    assert abs(ours.bytes_sent - theirs.bytes_sent) < 10_000_000

@@ -132,9 +132,9 @@ print("shut down")
 def test_shutdown_while_a_job_reschedules_does_not_hang() -> None:
     """A job that reschedules while shutdown(wait=True) waits for it: both finish.
 
-    APScheduler 3.x holds its job-store lock while it waits for running jobs, so a job
-    calling get_job/modify_job then would wait for ever (in a subprocess: a hang here must
-    not hang the test run, whose exit joins the pool's threads).
+    APScheduler 3.x (used before) held its job-store lock while it waited for running
+    jobs, so a job calling get_job/modify_job then would wait for ever (in a subprocess: a
+    hang here must not hang the test run).
     """
     result = subprocess.run(
         [sys.executable, "-c", RESCHEDULE_DURING_SHUTDOWN],
@@ -153,3 +153,32 @@ def test_first_run_can_wait_a_moment(sched: Scheduler) -> None:
     sched.add("tick", lambda: runs.append(time.monotonic()), 5.0, first_in_s=0.5)
     wait_until(lambda: len(runs) >= 1, timeout_s=5)
     assert 0.4 < runs[0] - added < 2.0
+
+
+LEAN = """
+import sys, threading, time
+from agent.schedule import Scheduler
+
+sched = Scheduler()
+done = threading.Event()
+names = set()
+def tick():
+    names.add(threading.current_thread().name)
+    if len(names) >= 1:
+        done.set()
+sched.add("tick", tick, 0.05)
+sched.add("other", lambda: names.add(threading.current_thread().name), 0.05)
+sched.start()
+done.wait(10)
+time.sleep(0.3)
+sched.shutdown()
+print(sorted(names), "apscheduler" in sys.modules, "concurrent.futures" in sys.modules)
+"""
+
+
+def test_each_job_runs_on_its_own_timer_thread_without_an_executor() -> None:
+    """No thread-pool hand-off per run (the largest share of an idle agent's CPU)."""
+    result = subprocess.run(
+        [sys.executable, "-c", LEAN], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout == "['job-other', 'job-tick'] False False\n", result.stderr

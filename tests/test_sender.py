@@ -567,3 +567,24 @@ def test_a_url_without_clientlib_is_named_at_the_start(box: Outbox, tmp_path: Pa
         assert bool(said) is warned
         if warned:
             assert "https://comet.example.com/clientlib/" in said[0]["fix"]
+
+
+def test_lingering_merges_samples_put_one_by_one(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """Samples put a moment apart share one request when the sender lingers; flush cuts it short."""
+    sender = make(linger_s=30.0)
+    sender.start()
+    box.put(metrics(0, 1))
+    sender.wake()
+    wait_until(lambda: len(server.received("log-metric-batch")) == 1)
+    for n in range(1, 6):  # one sample a beat, each woken at once, as the daemon does
+        box.put(metrics(n, 1))
+        sender.wake()
+        time.sleep(0.05)
+    assert len(server.received("log-metric-batch")) == 1  # the rest wait in the linger
+    assert sender.flush(10)
+    batches = server.received("log-metric-batch")
+    assert len(batches) == 2
+    stamps = [v["timestamp"] - T0 for b in batches for v in b.body["values"]]  # type: ignore[index, union-attr]
+    assert stamps == list(range(6))  # every item keeps its own time, in order

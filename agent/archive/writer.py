@@ -54,6 +54,7 @@ class PartialArchive:
         self._lock_fd = lock(path)
         self.experiment = dict(experiment)
         self.last_id = 0
+        self._unsynced = False  # lines appended since the last fsync
         if resumed:
             self._resume()
         self._fds = {
@@ -99,6 +100,7 @@ class PartialArchive:
                     os.ftruncate(self._fds[name], end)
             raise
         self.last_id += len(lines)
+        self._unsynced = True
 
     def add_file(self, name: str, data: bytes) -> None:
         """Store a file a ``file_upload`` line will name (its base name, in the archive root)."""
@@ -107,8 +109,10 @@ class PartialArchive:
     def checkpoint(self, **changes: object) -> None:
         """Rewrite experiment.json with `changes` (e.g. stop_time) and fsync the line files."""
         self.experiment.update(changes)
-        for fd in self._fds.values():
-            os.fsync(fd)
+        if self._unsynced:  # an idle run's checkpoint costs one small rewrite, no line fsyncs
+            for fd in self._fds.values():
+                os.fsync(fd)
+            self._unsynced = False
         write_private(self.path / EXPERIMENT, json.dumps(self.experiment).encode())
 
     def finalize(self) -> Finalized:

@@ -12,6 +12,7 @@ an ``agent.errors.CollectorError``.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,51 @@ def read_small(path: Path, limit: int = _READ_LIMIT) -> str:
     except ValueError:  # a NUL in the path: a mount point read from an odd mountinfo
         raise CollectorError(f"cannot read {str(path)!r}: the path holds a NUL byte") from None
     return data.decode("utf-8", errors="replace")
+
+
+# Kernel files read every sample, kept open and re-read from offset 0: procfs, sysfs and
+# cgroupfs files produce their text at each read, and an open + close cost as much again as
+# the read. Only paths under the real /proc and /sys (fixture trees are plain files, which an
+# atomic rewrite would leave the kept descriptor behind on), and a bounded number of them.
+_KEPT: dict[str, int] = {}
+_KEPT_MAX = 64
+_KEPT_LOCK = threading.Lock()
+
+
+def read_kept(path: Path, limit: int = _READ_LIMIT) -> str:
+    """``read_small`` for a kernel file read every sample: the descriptor stays open.
+
+    A file that goes away under an open descriptor (a removed cgroup: ENODEV; a dead
+    process: ESRCH) is closed and read afresh, so its absence is reported as
+    ``read_small`` reports it.
+    """
+    name = str(path)
+    if not name.startswith(("/proc/", "/sys/")):
+        return read_small(path, limit)
+    fd = _KEPT.get(name)
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, ValueError):
+            return read_small(path, limit)  # names the failure
+        with _KEPT_LOCK:
+            if name in _KEPT or len(_KEPT) >= _KEPT_MAX:
+                os.close(fd)
+                return read_small(path, limit)
+            _KEPT[name] = fd
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit and (chunk := os.pread(fd, min(_CHUNK, limit - size), size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        with _KEPT_LOCK:
+            if _KEPT.get(name) == fd:
+                del _KEPT[name]
+                os.close(fd)
+        return read_small(path, limit)
+    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from agent.collect.base import Roots, read_small
+from agent.collect.base import Roots, read_kept, read_small
 from agent.errors import CollectorError, NoData
 
 V1, V2, HYBRID = "v1", "v2", "hybrid"
@@ -367,11 +367,11 @@ def read_cpu_quota(cg: Cgroup) -> float | None:
     """Return the CPU quota in CPUs, or None when there is none (or no CPU controller here)."""
     try:
         if cg.cpu_v2:
-            return parse_cpu_max(read_small(cg.file("cpu", "cpu.max")))
-        quota = read_small(cg.file("cpu", "cpu.cfs_quota_us"))
+            return parse_cpu_max(read_kept(cg.file("cpu", "cpu.max")))
+        quota = read_kept(cg.file("cpu", "cpu.cfs_quota_us"))
         if quota.lstrip().startswith("-"):
             return parse_cfs_quota(quota, None)  # -1: no quota, no period to read
-        return parse_cfs_quota(quota, read_small(cg.file("cpu", "cpu.cfs_period_us")))
+        return parse_cfs_quota(quota, read_kept(cg.file("cpu", "cpu.cfs_period_us")))
     except NoData:
         return None  # the root cgroup, or the controller not enabled: nothing limits us
 
@@ -379,7 +379,7 @@ def read_cpu_quota(cg: Cgroup) -> float | None:
 def read_cpu_stat(cg: Cgroup) -> CpuStat:
     """Return usage and throttling counters (ns); NoData where the cgroup does not count them."""
     if cg.cpuacct is not None and cg.cpu_v2:
-        stat = parse_keyed(read_small(cg.file("cpuacct", "cpu.stat")), "cpu.stat")
+        stat = parse_keyed(read_kept(cg.file("cpuacct", "cpu.stat")), "cpu.stat")
         if "usage_usec" not in stat:
             raise CollectorError(f"{cg.file('cpuacct', 'cpu.stat')}: no usage_usec")
         return CpuStat(
@@ -388,10 +388,10 @@ def read_cpu_stat(cg: Cgroup) -> CpuStat:
             nr_throttled=stat.get("nr_throttled", 0),
             throttled_ns=stat.get("throttled_usec", 0) * 1000,
         )
-    usage = parse_int(read_small(cg.file("cpuacct", "cpuacct.usage")), "cpuacct.usage")
+    usage = parse_int(read_kept(cg.file("cpuacct", "cpuacct.usage")), "cpuacct.usage")
     stat = {}
     with contextlib.suppress(NoData):  # v1 cpuacct without the cpu controller: no throttling
-        stat = parse_keyed(read_small(cg.file("cpu", "cpu.stat")), "cpu.stat")
+        stat = parse_keyed(read_kept(cg.file("cpu", "cpu.stat")), "cpu.stat")
     return CpuStat(
         usage_ns=usage,
         nr_periods=stat.get("nr_periods", 0),
@@ -404,7 +404,7 @@ def read_memory_limit(cg: Cgroup) -> int | None:
     """Return the memory limit in bytes, or None when there is none."""
     name = "memory.max" if cg.memory_v2 else "memory.limit_in_bytes"
     try:
-        return parse_memory_limit(read_small(cg.file("memory", name)))
+        return parse_memory_limit(read_kept(cg.file("memory", name)))
     except NoData:
         return None
 
@@ -412,8 +412,8 @@ def read_memory_limit(cg: Cgroup) -> int | None:
 def read_memory_usage(cg: Cgroup) -> tuple[int, Mapping[str, int]]:
     """Return the cgroup's memory usage in bytes and its memory.stat."""
     name = "memory.current" if cg.memory_v2 else "memory.usage_in_bytes"
-    usage = parse_int(read_small(cg.file("memory", name)), name)
-    return usage, parse_keyed(read_small(cg.file("memory", "memory.stat")), "memory.stat")
+    usage = parse_int(read_kept(cg.file("memory", name)), name)
+    return usage, parse_keyed(read_kept(cg.file("memory", "memory.stat")), "memory.stat")
 
 
 def working_set(cg: Cgroup, usage: int, stat: Mapping[str, int]) -> int:
@@ -425,7 +425,7 @@ def working_set(cg: Cgroup, usage: int, stat: Mapping[str, int]) -> int:
 def read_memory_events(cg: Cgroup) -> dict[str, int]:
     """Return memory.events (v2: low, high, max, oom, oom_kill) or v1's memory.oom_control."""
     name = "memory.events" if cg.memory_v2 else "memory.oom_control"
-    return parse_keyed(read_small(cg.file("memory", name)), name)
+    return parse_keyed(read_kept(cg.file("memory", name)), name)
 
 
 def read_pressure(cg: Cgroup | None, resource: str, roots: Roots = Roots()) -> float:
@@ -435,8 +435,8 @@ def read_pressure(cg: Cgroup | None, resource: str, roots: Roots = Roots()) -> f
     (/proc/pressure), which is also what a process on a v1 host is subject to.
     """
     if cg is not None and cg.unified is not None:
-        return parse_psi_some_avg10(read_small(cg.file("unified", f"{resource}.pressure")))
-    return parse_psi_some_avg10(read_small(roots.proc / "pressure" / resource))
+        return parse_psi_some_avg10(read_kept(cg.file("unified", f"{resource}.pressure")))
+    return parse_psi_some_avg10(read_kept(roots.proc / "pressure" / resource))
 
 
 def oom_kill_count(roots: Roots = Roots(), pid: int | None = None) -> int | None:

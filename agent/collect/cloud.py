@@ -11,12 +11,10 @@ must never be asked through a proxy.
 
 from __future__ import annotations
 
-import http.client
 import json
 import queue
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -44,6 +42,10 @@ class _Client:
     """urllib without proxies, every request bounded by one deadline."""
 
     def __init__(self, base_url: str, deadline: float) -> None:
+        # Imported here: cloud facts are opt-in, and urllib.request (http.client, email,
+        # ssl) is about 2 MB of RSS a long-running agent would otherwise carry for nothing.
+        import urllib.request
+
         self.base = base_url.rstrip("/")
         self.deadline = deadline
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -55,6 +57,9 @@ class _Client:
         left = self.deadline - time.monotonic()
         if left <= 0:
             return None
+        import http.client
+        import urllib.request
+
         url = self.base + path  # http:// only, checked in probe()
         req = urllib.request.Request(url, headers=dict(headers), method=method)  # noqa: S310
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from agent.collect.base import Clock, Roots, Sample, read_small
+from agent.collect.base import Clock, Roots, Sample, read_kept
 from agent.collect.readings import LoadAverage
 from agent.errors import CollectorError
 from agent.message import now_ms
@@ -33,7 +33,7 @@ class LoadSampler:
     def collect(self) -> Sample:
         """Read the load average now."""
         stamp = self._clock()  # stamped when observed; the sender never re-stamps
-        load = parse_loadavg(read_small(self._path))
+        load = parse_loadavg(read_kept(self._path))
         return Sample(stamp, {"sys.load.avg": load}, (LoadAverage(load),))
 
     def close(self) -> None:

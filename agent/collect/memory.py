@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.collect.base import Clock, HealthEvent, Number, Roots, Sample, read_small
+from agent.collect.base import Clock, HealthEvent, Number, Roots, Sample, read_kept
 from agent.collect.cgroup import (
     Cgroup,
     find_cgroup_or_none,
@@ -105,7 +105,7 @@ class MemorySampler:
     def collect(self) -> Sample:
         """Read memory now."""
         stamp = self._clock()
-        mem = parse_meminfo(read_small(self._meminfo))
+        mem = parse_meminfo(read_kept(self._meminfo))
         cg = self._cgroup
         if cg is not None:
             mem = cgroup_memory(cg, mem)

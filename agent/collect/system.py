@@ -7,7 +7,7 @@ from agent.collect.cpu import CpuSampler
 from agent.collect.disk import DiskSampler
 from agent.collect.load import LoadSampler
 from agent.collect.memory import MemorySampler
-from agent.collect.network import NetworkSampler
+from agent.collect.network import NetworkSampler, net_dev_reader
 from agent.collect.process import ProcessSampler
 from agent.config import Settings
 
@@ -33,7 +33,7 @@ def system_samplers(
     if settings.sample_disk:
         samplers.append(DiskSampler(path=roots.root / str(settings.disk_path).lstrip("/")))
     if settings.sample_network:
-        samplers.append(NetworkSampler())
+        samplers.append(NetworkSampler(net_io_counters=net_dev_reader(roots)))
     if settings.sample_process and pid is not None:
         samplers.append(ProcessSampler(pid))  # psutil reads /proc itself: the real roots
 

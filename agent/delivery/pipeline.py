@@ -78,6 +78,7 @@ class Delivery:
                 clock=steady_ms,
                 url=settings.url_override,
                 held=self,
+                linger_s=settings.linger_s,
             )
 
     def start(self) -> None:

@@ -112,6 +112,7 @@ class Sender:
         limiter: RateLimiter | None = None,
         url: str = "",
         held: Held | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self._outbox = outbox
         self._url = url  # the configured server URL, named in the wrong-URL hint
@@ -137,6 +138,9 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._unsettled: list[int] = []  # leased rows a failed outbox write left leased
         self._not_found: set[str] = set()  # endpoints answering 404 since the last success
+        self._linger_s = linger_s
+        self._hurry = threading.Event()  # stop() or flush(): no lingering
+        self._leased = 0  # rows the last pass leased
 
     # -- control ---------------------------------------------------------------------------
 
@@ -152,6 +156,7 @@ class Sender:
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop the thread after the request in flight; return whether it ended in time."""
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         if self._thread is None:
             return True
@@ -178,14 +183,19 @@ class Sender:
                 if thread.is_alive():  # still inside a request: two drainers would double-send
                     return False
             return self._flush_inline(deadline_ms)
+        self._hurry.set()
         self.wake()
-        with self._progress:
-            while self._outbox.pending():
-                left_ms = deadline_ms - self._clock()
-                if left_ms <= 0 or self._gates.paused or not thread.is_alive():
-                    return False
-                self._progress.wait(min(0.1, left_ms / 1000))
-        return True
+        try:
+            with self._progress:
+                while self._outbox.pending():
+                    left_ms = deadline_ms - self._clock()
+                    if left_ms <= 0 or self._gates.paused or not thread.is_alive():
+                        return False
+                    self._progress.wait(min(0.1, left_ms / 1000))
+            return True
+        finally:
+            if not self._stop.is_set():
+                self._hurry.clear()
 
     def recovered(self) -> None:
         """Say Comet answered another request (the keep-alive): every back-off ends now."""
@@ -246,6 +256,17 @@ class Sender:
                 self._stop.wait(self._backoff.wait_max)
             with self._progress:
                 self._progress.notify_all()
+            self._linger()
+
+    def _linger(self) -> None:
+        """After a pass that emptied what was ready, let new messages gather for `linger_s`.
+
+        At 1 s sampling every sample's metric batch would be its own request; gathered,
+        they merge into one (each item keeps its own timestamp). Not after a full lease
+        (a backlog drains at full speed), and stop() or flush() cut it short.
+        """
+        if self._linger_s > 0 and 0 < self._leased < self._lease_limit:
+            self._hurry.wait(self._linger_s)
 
     def _turn(self, deadline_ms: int | None) -> None:
         """Send one leased batch, or wait until something may be sent."""
@@ -261,6 +282,7 @@ class Sender:
             log.info("outbox.throttle_ended", endpoint=endpoint)
         closed = self._gates.closed()
         batch = self._outbox.lease(self._lease_limit, exclude=closed)
+        self._leased = len(batch)
         if batch:
             try:
                 self._deliver(batch, deadline_ms)
