@@ -17,6 +17,7 @@ import argparse
 import fcntl
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import TextIO
 
@@ -48,6 +49,13 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
                 "directory or a directory holding them"
             )
     paths = _expand(given or [settings.offline_directory])
+    for path in paths:
+        why = not_an_archive(path)
+        if why is not None:
+            raise UsageError(
+                f"{path} is not an offline archive ({why}); nothing was sent or moved. Give a "
+                "<key>.zip or <key>.partial directory that comet-agent or comet_ml wrote"
+            )
     where = ", ".join(str(p) for p in given) if given else str(settings.offline_directory)
     if not paths:
         print(f"no offline archives in {where}; nothing to upload")
@@ -71,6 +79,41 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         os.close(lock_fd)
     _summary(outcomes, sys.stdout, dry_run=False)
     return 1 if any(o.error for o in outcomes) else 0
+
+
+_MEMBERS = (b"experiment.json", b"messages.json")
+_ZIP_MAGIC = b"PK\x03\x04"
+_SNIFF = 1 << 20
+
+
+def not_an_archive(path: Path) -> str | None:
+    """Say why `path` is no offline archive, or None when it is one (damaged ones included).
+
+    A zip cut short has no central directory but still starts with a local header and
+    names its members there: the reader salvages it, so it counts as an archive.
+    """
+    if path.is_dir():
+        if not any((path / m.decode()).is_file() for m in _MEMBERS):
+            return "a directory without experiment.json or messages.json"
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+    if not head.startswith(_ZIP_MAGIC):
+        return "not a zip file"
+    if not any(m in head for m in _MEMBERS) and not _names_a_member(path):
+        return "a zip without experiment.json or messages.json"
+    return None
+
+
+def _names_a_member(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n in zf.namelist() for n in ("experiment.json", "messages.json"))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
 
 
 def _expand(paths: list[Path]) -> list[Path]:
