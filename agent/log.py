@@ -19,6 +19,7 @@ it: the sender must not die of it. ``stream_broken()`` says it happened.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -76,17 +77,28 @@ def stream_broken() -> str | None:
     return _broken
 
 
+_PIECE = 12  # a run this long of the key, in any case, is the key leaking (a server echoing it)
+_pieces: dict[str, re.Pattern[str]] = {}
+
+
 def add_secret(secret: str) -> None:
     """Register a value (the API key) that must never appear in a log line."""
     if secret:
         _secrets.add(secret)
+        if len(secret) >= _PIECE:
+            windows = {secret[i : i + _PIECE] for i in range(len(secret) - _PIECE + 1)}
+            _pieces[secret] = re.compile("|".join(map(re.escape, sorted(windows))), re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """Return `text` with every registered secret replaced by ***."""
+    """Return `text` with every registered secret, or any 12-character run of one in any
+    case (a prefix, an echo upper-cased by a server), replaced by ***."""
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+        pieces = _pieces.get(secret)
+        if pieces is not None:
+            text = pieces.sub(MASK, text)
     return text
 
 

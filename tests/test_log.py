@@ -111,3 +111,18 @@ def test_a_stdlib_line_first_applies_the_setup_too() -> None:
     (line,) = done.stdout.splitlines()  # the INFO line is below urllib3's WARNING floor
     event = json.loads(line)
     assert (event["event"], event["level"]) == ("retrying ***", "warning")
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [CANARY_KEY.upper(), CANARY_KEY.lower(), CANARY_KEY[:14], "x" + CANARY_KEY[5:20].swapcase()],
+    ids=["upper", "lower", "prefix", "middle-swapped"],
+)
+def test_the_key_is_masked_in_any_case_and_as_a_long_piece(echo: str) -> None:
+    """A server echoing the key upper-cased, or a 12+ character piece of it: never shown."""
+    log.add_secret(CANARY_KEY)
+    shown = log.redact(f"Comet said: bad key {echo}!")
+    assert all(
+        CANARY_KEY[i : i + 12].lower() not in shown.lower() for i in range(len(CANARY_KEY) - 11)
+    )
+    assert shown.startswith("Comet said: bad key ")

@@ -181,8 +181,12 @@ def requeue_dead(path: Path) -> int:
 
 def count_dead(path: Path) -> int:
     """Return how many dead letters the outbox at `path` holds (read-only; 0 if unreadable)."""
+    # A cleanly closed outbox has no -wal: read it immutable, which creates no -wal or -shm
+    # (a look must leave the directory as it was); with a -wal, its -shm is there already.
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=2.0)
+        conn = sqlite3.connect(f"file:{quote(str(path))}?{mode}", uri=True, timeout=2.0)
         try:
             row = conn.execute("SELECT COUNT(*) FROM messages WHERE state = ?", (DEAD,)).fetchone()
             return int(row[0])
