@@ -167,7 +167,8 @@ def test_broken_keepalive_answers_do_not_crash(
 
 
 def test_status_while_running_and_after(server: CometStandIn, agent_env: dict[str, str]) -> None:
-    """status: healthy with the key and the server's intervals; after the stop, not running."""
+    """status: healthy with the key and the server's intervals; after a clean stop, "stopped
+    cleanly at ..." and exit 0; after a kill -9, not running and exit 1."""
     server.answer_keepalive(FAST)
     agent = AgentProcess(["start"], agent_env)
     ready = agent.wait_for("agent.ready")
@@ -180,8 +181,16 @@ def test_status_while_running_and_after(server: CometStandIn, agent_env: dict[st
     assert "healthy" in shown.stdout
     assert agent.stop() == 0
     after = run_agent(["status"], agent_env)
-    assert after.returncode == 1
-    assert "not running" in after.stdout
+    assert after.returncode == 0, after.stdout
+    assert "stopped cleanly at " in after.stdout and "UNHEALTHY" not in after.stdout
+    killed = AgentProcess(["start"], agent_env)
+    killed.wait_for("agent.ready")
+    wait_until(lambda: "running for" in run_agent(["status"], agent_env).stdout, timeout_s=20)
+    killed.proc.kill()
+    killed.proc.wait(timeout=10)
+    gone = run_agent(["status"], agent_env)
+    assert gone.returncode == 1
+    assert "did not stop cleanly" in gone.stdout
 
 
 def test_second_signal_exits_at_once_and_keeps_the_rest(

@@ -84,8 +84,9 @@ def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, o
             f"the agent (pid {pid}) has not updated its status for "
             f"{(now_ms - updated) / 1000:.0f} s; it may be hung"
         )
-    if not running:
-        problems.append("the agent is not running")
+    clean = not running and snapshot.get("stopped_cleanly") is True
+    if not running and not clean:
+        problems.append("the agent is not running (it did not stop cleanly: killed, or crashed)")
     sender = _map(snapshot.get("sender"))
     if sender.get("paused_auth") or sender.get("paused_url"):
         problems.append(f"sending is paused: {sender.get('last_error')}")
@@ -108,7 +109,12 @@ def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, o
     beat_s = intervals.get("beat_s")
     if running and beat and not beat.get("ok") and isinstance(beat_s, int | float):
         problems.append(f"the last keep-alive failed: {beat.get('error')}")
-    return {"running": running, "healthy": not problems, "problems": problems}
+    return {
+        "running": running,
+        "stopped_cleanly": clean,
+        "healthy": not problems,
+        "problems": problems,
+    }
 
 
 def render(report: Mapping[str, object], snapshot: Mapping[str, object] | None) -> str:
@@ -120,6 +126,10 @@ def render(report: Mapping[str, object], snapshot: Mapping[str, object] | None) 
     age = _ago((now - started) / 1000) if isinstance(started, int | float) else "?"
     state = "healthy" if report["healthy"] else "UNHEALTHY"
     run = f"running for {age}" if report["running"] else "not running"
+    updated = snapshot.get("updated_ms")
+    if report.get("stopped_cleanly") and isinstance(updated, int | float):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(updated / 1000))
+        run = f"stopped cleanly at {stamp}"
     lines = [f"comet-agent {snapshot.get('version')}, pid {snapshot.get('pid')}, {run} ({state})"]
     mode = "offline" if snapshot.get("offline") else "online"
     who = "created by the agent" if snapshot.get("owned") else "attached"

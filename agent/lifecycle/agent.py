@@ -726,6 +726,7 @@ class Agent:
             "running": not final,
             "started_ms": self.started_ms,
             "updated_ms": now_ms(),
+            "stopped_cleanly": final,  # written last by stop(); a killed agent never says so
             "experiment_key": a.experiment_key if a else None,
             "link": a.link if a else None,
             "offline": a.offline if a else self.settings.offline,
