@@ -338,3 +338,18 @@ def test_key_absent_from_output_files_and_argv(
         if path.is_file():
             assert CANARY_KEY.encode() not in path.read_bytes(), path
     assert CANARY_KEY not in server.all_text()
+
+
+def test_watch_pid_of_no_process_is_refused_before_anything_is_made(
+    agent_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`start --watch-pid` of a pid that does not exist: one line, exit 2, no state directory."""
+    state = tmp_path / "never-made"
+    gone = run_agent(
+        ["start", "--watch-pid", "999999999"],
+        {**agent_env, "COMET_AGENT_STATE_DIRECTORY": str(state)},
+    )
+    assert gone.returncode == 2
+    [line] = gone.stderr.strip().splitlines()
+    assert "--watch-pid 999999999: no such process" in line
+    assert not state.exists()

@@ -10,9 +10,10 @@ from types import FrameType
 
 from agent import log
 from agent.config import Settings
+from agent.errors import UsageError
 from agent.lifecycle.agent import Agent
 from agent.lifecycle.multinode import identify, is_leader
-from agent.lifecycle.watch import command_of
+from agent.lifecycle.watch import command_of, start_time
 
 logger = log.get_logger(__name__)
 
@@ -36,6 +37,11 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     from agent.lifecycle.hardening import disable_core_dumps
 
     disable_core_dumps()  # the API key is in this process's memory (agent.lifecycle.hardening)
+    if args.watch_pid is not None and start_time(args.watch_pid) is None:
+        # Before anything is created: no state taken, no experiment, no archive.
+        raise UsageError(
+            f"--watch-pid {args.watch_pid}: no such process; give the pid of a running one"
+        )
 
     identity = identify(os.environ)
     settings = sidecar.resolve_key(
