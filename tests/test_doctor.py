@@ -280,3 +280,14 @@ def test_a_damaged_outbox_fails_with_what_the_next_start_does(
     assert code != 0
     assert lines["outbox"].startswith(f"FAIL {path} cannot be read (damaged: "), text
     assert "keeps what still reads and moves the damaged file aside" in text
+
+
+def test_a_server_answering_500_fails(
+    server: CometStandIn, doctor_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Reachable but broken (HTTP 500 everywhere): the server check fails, exit 1."""
+    server.outage(status=500)
+    code, text, lines = _doctor(doctor_env, tmp_path)
+    assert code == 1, text
+    assert lines["server"].startswith(f"FAIL {server.url} answered HTTP 500")
+    assert "the server at" in lines["server"] and "is failing (HTTP 500)" in lines["server"]

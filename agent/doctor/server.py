@@ -85,15 +85,22 @@ def server_checks(settings: Settings) -> list[Check]:
         answer = f"backend {version.get('version')}" if isinstance(version, dict) else "answered"
         if refused is not None:
             answer = f"answered HTTP {refused.status}"
+        broken = refused is not None and (refused.status or 0) >= 500
         reach = Check(
             "server",
-            OK,
+            FAIL if broken else OK,
             f"{url} {answer}, round trip {rtt_ms:.0f} ms",
             data={
                 "url": url,
                 "rtt_ms": round(rtt_ms, 1),
                 "status": getattr(refused, "status", 200),
             },
+            fix=(
+                f"the server at {url} is failing (HTTP {getattr(refused, 'status', '?')}): "
+                "try again later, or check COMET_URL_OVERRIDE"
+            )
+            if broken
+            else None,
         )
         return [reach, auth_check(settings, client, refused), clock_check(date, sent_s, rtt_ms)]
 
