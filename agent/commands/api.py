@@ -69,6 +69,11 @@ def build_body(
                 f"--body is not JSON ({exc.msg} at line {exc.lineno} column "
                 f'{exc.colno}); quote it like --body \'{{"key": "value"}}\''
             ) from None
+        except (RecursionError, ValueError) as exc:  # nested too deep; a number too long
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise UsageError(
+                f"--body cannot be read as JSON ({why}); send a flatter body"
+            ) from None
         if not isinstance(parsed, dict):
             raise UsageError('--body must be a JSON object, like {"key": "value"}')
         body.update(parsed)

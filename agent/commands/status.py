@@ -16,7 +16,8 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.delivery.outbox_db import count_dead, requeue_dead
-from agent.lifecycle.state import OUTBOX_NAME, read_status
+from agent.errors import UsageError
+from agent.lifecycle.state import OUTBOX_NAME, STATUS_NAME, read_status
 
 STALE_S = 30.0  # three missed snapshots
 
@@ -24,6 +25,11 @@ STALE_S = 30.0  # three missed snapshots
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the status; return 0 when healthy, 1 when not."""
     snapshot = read_status(settings.state_directory)
+    if snapshot is None and (settings.state_directory / STATUS_NAME).exists():
+        raise UsageError(
+            f"{settings.state_directory / STATUS_NAME} cannot be read (damaged, or not written "
+            "by comet-agent); a running agent rewrites it within 10 s"
+        )
     report = assess(snapshot, now_ms=int(time.time() * 1000))
     # From the outbox files, not the snapshot: a run's last snapshot predates its stop flush.
     report["dead_letters"] = dead = dead_letters(settings.state_directory)

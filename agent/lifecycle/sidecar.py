@@ -85,6 +85,11 @@ def read_key(path: Path) -> str | None:
         return None
     except OSError as exc:
         raise AgentError(f"cannot read the experiment key file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"the experiment key file {path} is not text (binary?); it must hold one "
+            "experiment key, 32-50 letters and digits"
+        ) from None
     if not text:
         return None
     try:
