@@ -222,7 +222,8 @@ def test_real_psutil_on_this_machine() -> None:
     """With the real psutil and /proc: values in range, one entry per logical CPU."""
     import psutil
 
-    sampler = CpuSampler()
+    ticks = iter(range(0, 1000, 1))
+    sampler = CpuSampler(monotonic=lambda: float(next(ticks)))  # each reading 1 s after the last
     sample = sampler.collect()
     per_cpu = typed_bodies(sample)["add-cpu-metrics"]["cpuPercentUtilization"]
     assert isinstance(per_cpu, list)
@@ -250,3 +251,18 @@ def test_quota_set_while_running(tmp_path: Path) -> None:
     clock.now_ms += 10_000
     write_cpu_stat_v2(tree, 7_200_000_000 + 5_000_000, 36000, 1800, 90_000_000)
     assert sampler.collect().metrics["sys.cpu.percent.avg"] == 25.0  # 5 s of 2 x 10 s
+
+
+def test_a_window_under_half_a_second_sends_nothing() -> None:
+    """psutil's reading right after another covers no time and says 0 %: it is not sent; the
+    next sample, half a second on, covers the whole window (issue: no fake 0 %)."""
+    now = [100.0]
+    sampler = CpuSampler(roots=Roots.under(FIXTURES / "host-plain"), monotonic=lambda: now[0])
+    now[0] += 0.1
+    with pytest.raises(NoData, match=r"the CPU window is 0\.10 s, under 0\.5 s"):
+        sampler.collect()
+    now[0] += 0.5
+    sample = sampler.collect()
+    assert "sys.cpu.percent.avg" in sample.metrics
+    with pytest.raises(NoData):  # and straight after, again nothing
+        sampler.collect()

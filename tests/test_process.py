@@ -44,8 +44,13 @@ def _tree() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_real_tree(tree: subprocess.Popen[bytes]) -> None:
-    """sh and two sleeps: 3 processes, 3 threads, their RSS summed."""
-    sampler = ProcessSampler(tree.pid, clock=lambda: T0)
+    """sh and two sleeps: 3 processes, 3 threads, their RSS summed; no CPU figure over a window
+    under half a second (it would read 0 %), one over a longer window."""
+    ticks = iter([0.0, 0.1, 1.0])
+    sampler = ProcessSampler(tree.pid, clock=lambda: T0, monotonic=lambda: next(ticks))
+    early = sampler.collect()
+    assert "sys.process.cpu_percent" not in early.metrics
+    assert early.metrics["sys.process.count"] == 3
     sample = sampler.collect()
     members = [psutil.Process(tree.pid), *psutil.Process(tree.pid).children(recursive=True)]
     assert sample.timestamp_ms == T0

@@ -47,6 +47,7 @@ def test_fixture_roots_reach_cpu_and_memory() -> None:
         replace(Settings(), sample_disk=False, sample_network=False),
         roots=Roots.under(FIXTURES / "cgroup2-limited"),
     )
+    time.sleep(0.55)  # a CPU figure covers at least half a second
     metrics = {k: v for s in samplers for k, v in s.collect().metrics.items()}
     assert metrics["sys.cpu.pressure.some_avg10"] == 12.5  # the fixture's cpu.pressure
     assert metrics["sys.ram.total"] == 4_294_967_296
@@ -67,7 +68,7 @@ def send(client: CometClient, samples: list[Sample]) -> int:
 def test_real_and_fixture_samples_pass_the_stand_in(server: CometStandIn) -> None:
     """Samples from this machine and from the cgroup fixtures break no rule of the wire notes."""
     samplers = system_samplers(Settings(), pid=os.getpid())
-    time.sleep(0.01)  # network rates need time to pass since the priming read (else NoData)
+    time.sleep(0.55)  # rates need time since the priming read (CPU: at least half a second)
     samples = [s.collect() for s in samplers]
     for tree in ("cgroup2-limited", "cgroup1", "host-plain"):
         roots = Roots.under(FIXTURES / tree)

@@ -19,6 +19,7 @@ the host's list is what psutil measures and what the endpoint describes
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 
 import psutil
@@ -67,6 +68,9 @@ def _read_stat(cg: Cgroup, stamp: int) -> tuple[int, CpuStat] | None:
         return None
 
 
+MIN_WINDOW_S = 0.5  # the shortest span a CPU figure may cover
+
+
 class CpuSampler:
     """Sample CPU utilisation: the host's per CPU, and the container's against its quota."""
 
@@ -80,8 +84,10 @@ class CpuSampler:
         cpu_percent: CpuPercent = host_cpu_percent,
         per_core: bool = False,
         clock: Clock = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cpu_percent = cpu_percent
+        self._monotonic = monotonic
         self._per_core = per_core
         self._clock = clock
         self._roots = roots
@@ -90,6 +96,10 @@ class CpuSampler:
         # otherwise cover nothing (the SDK's first sample is a meaningless 0.0); the cgroup's
         # counters likewise, read now when a quota binds.
         host_cpus = len(cpu_percent())
+        self._read_at = monotonic()  # when psutil's window began
+        # The window rule is psutil's: "since its previous call". A reader given by a test
+        # (fixture values) has no window, and is read as asked.
+        self._windowed = cpu_percent is host_cpu_percent
         self._prev: tuple[int, CpuStat] | None = None
         cg = self._cgroup
         # A cgroup file that cannot be read now must not stop the agent from starting:
@@ -101,7 +111,14 @@ class CpuSampler:
     def collect(self) -> Sample:
         """Read utilisation since the previous sample."""
         stamp = self._clock()
+        window_s = self._monotonic() - self._read_at
+        if self._windowed and window_s < MIN_WINDOW_S:
+            # A reading right after another (the stop's last sample, a job rescheduled by the
+            # server's answer) covers almost no time: psutil would say 0.0 % however busy the
+            # machine is. Nothing is sent; the next sample covers the whole window.
+            raise NoData(f"the CPU window is {window_s:.2f} s, under {MIN_WINDOW_S} s")
         percents = self._cpu_percent()
+        self._read_at = self._monotonic()
         if not percents:
             raise NoData("psutil reported no CPUs")
         metrics: dict[str, Number] = {"sys.cpu.percent.avg": sum(percents) / len(percents)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -17,6 +18,7 @@ from typing import Protocol
 import psutil
 
 from agent.collect.base import Clock, Number, Roots, Sample, read_small
+from agent.collect.cpu import MIN_WINDOW_S
 from agent.errors import CollectorError, NoData
 from agent.message import now_ms
 
@@ -124,8 +126,10 @@ class ProcessSampler:
         process: ProcessFactory = psutil.Process,
         roots: Roots = Roots(),
         clock: Clock = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pid = pid
+        self._monotonic = monotonic
         self._process = process
         self._roots = roots
         self._clock = clock
@@ -134,8 +138,11 @@ class ProcessSampler:
         # The same Process objects from one sample to the next: psutil's cpu_percent measures
         # since the object's previous call, and a new object's first call reads 0.0.
         self._known: dict[int, ProcessLike] = {}
+        self._cpu_at = monotonic()  # when the processes' CPU window began
+        # psutil's window rule; a process factory given by a test reads as asked.
+        self._windowed = process is psutil.Process
         with contextlib.suppress(CollectorError):  # collect() says why, on schedule
-            self._walk()  # priming
+            self._walk(with_cpu=True)  # priming
 
     def _members(self) -> list[ProcessLike]:
         """Return the root and its descendants, known objects reused; NoData once it is gone."""
@@ -162,7 +169,7 @@ class ProcessSampler:
         old = self._known.get(fresh.pid)
         return old if old is not None and old == fresh else fresh  # == compares creation times
 
-    def _walk(self) -> tuple[float, int, int, int]:
+    def _walk(self, *, with_cpu: bool) -> tuple[float, int, int, int]:
         procs = self._members()
         self._root = procs[0]
         known: dict[int, ProcessLike] = {}
@@ -170,7 +177,8 @@ class ProcessSampler:
         for proc in procs:
             try:
                 with proc.oneshot():
-                    cpu += max(0.0, proc.cpu_percent())  # a reused pid could read negative
+                    if with_cpu:  # else its window goes on growing until the next sample
+                        cpu += max(0.0, proc.cpu_percent())  # a reused pid could read negative
                     rss += proc.memory_info().rss
                     threads += proc.num_threads()
             except psutil.NoSuchProcess:
@@ -187,13 +195,18 @@ class ProcessSampler:
     def collect(self) -> Sample:
         """Read the tree now; NoData once the root process is gone."""
         stamp = self._clock()
-        cpu, rss, count, threads = self._walk()
+        now = self._monotonic()
+        # A shorter window would read about 0 % however busy the tree is: left out instead.
+        with_cpu = not self._windowed or now - self._cpu_at >= MIN_WINDOW_S
+        cpu, rss, count, threads = self._walk(with_cpu=with_cpu)
         metrics: dict[str, Number] = {
-            "sys.process.cpu_percent": round(cpu, 1),
             "sys.process.rss_bytes": rss,
             "sys.process.count": count,
             "sys.process.threads": threads,
         }
+        if with_cpu:
+            self._cpu_at = now
+            metrics = {"sys.process.cpu_percent": round(cpu, 1), **metrics}
         return Sample(stamp, metrics)
 
     def close(self) -> None:
