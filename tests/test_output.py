@@ -11,7 +11,7 @@ import pytest
 
 from agent.errors import OutboxError
 from agent.message import Kind, Message
-from agent.wrap.output import OutputStream
+from agent.wrap.output import LINE_COST, OutputStream
 from tests.helpers import wait_until
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -275,7 +275,8 @@ def test_a_million_lines_in_order_within_seconds() -> None:
                 expected += 1
 
     begun = time.monotonic()
-    with OutputStream(check, KEY) as stream:
+    # Order and speed, not the cap: room for every line even if the flush thread lags.
+    with OutputStream(check, KEY, max_pending_bytes=1 << 30) as stream:
         for i in range(0, len(data), 65_536):
             stream.feed(data[i : i + 65_536], stderr=False)
     elapsed_s = time.monotonic() - begun
@@ -294,10 +295,11 @@ def test_backlog_past_the_cap_is_dropped_and_reported(put: Collector) -> None:
         release.wait(10)
         put(messages)
 
-    with OutputStream(stuck, KEY, batch_lines=10, max_pending_bytes=100) as stream:
+    cap = 43 * (2 * 3 + LINE_COST)  # the batch being put counts until it is put
+    with OutputStream(stuck, KEY, batch_lines=10, max_pending_bytes=cap) as stream:
         stream.feed(b"".join(b"%02d\n" % i for i in range(10)), stderr=False)  # a full batch
         wait_until(entered.is_set, timeout_s=5)
-        for i in range(10, 50):  # 3 bytes each: 33 fit in 100 bytes, 7 do not
+        for i in range(10, 50):  # 2 x 3 bytes and LINE_COST each: 33 more fit, 7 do not
             stream.feed(b"%02d\n" % i, stderr=False)
         release.set()
     assert stream.stats.dropped_lines == 7

@@ -24,8 +24,10 @@ so they follow the order lines were finished in across both streams.
 Threads: the two reader threads call ``feed()``; work on the hot path is a
 few bytes methods per chunk, not per byte. One flush thread owned by the
 stream builds the messages and calls ``put``, so a slow outbox delays
-neither the child nor the passthrough; past ``max_pending_bytes`` waiting,
-new lines are dropped, counted, and reported by a "[comet-agent]" line.
+neither the child nor the passthrough; past ``max_pending_bytes`` waiting
+or being put (twice the text, as it is encoded once more on the way, plus
+``LINE_COST`` a line), new lines are dropped,
+counted, and reported by a "[comet-agent]" line.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ from agent.errors import AgentError
 from agent.message import Kind, Message, now_ms
 
 ENDPOINT = "log-output"
+# What one line costs in memory besides its text, from its queue entry to its message's item
+# (a str, a tuple, an int or two, then a dict): ten-byte lines would otherwise hold ~20x
+# their text (270 MB of output took the wrapper past 800 MB).
+LINE_COST = 256
 _Pending = tuple[str, bool, int, int]  # text, stderr, offset, timestamp_ms
 
 
@@ -252,6 +258,7 @@ class OutputStream:
         count = len(texts)
         if size < 0:
             size = sum(map(len, texts))
+        size = 2 * size + LINE_COST * count
         if capped and self._pending_bytes + size > self._max_pending:
             self._stats.dropped_lines += count
             self._dropped_unreported += count
@@ -307,13 +314,14 @@ class OutputStream:
                 whole = len(self._pending)
             taken = self._pending[:whole]
             del self._pending[:whole]
-            self._pending_bytes -= sum(len(p[0]) for p in taken)
         if not taken:
             return
-        messages = [
-            self._message(taken[i : i + self._batch]) for i in range(0, len(taken), self._batch)
-        ]
+        # Still counted against the cap until put: the messages built here hold it all again.
+        held = 2 * sum(len(p[0]) for p in taken) + LINE_COST * len(taken)
         try:
+            messages = [
+                self._message(taken[i : i + self._batch]) for i in range(0, len(taken), self._batch)
+            ]
             self._put(messages)
         except AgentError as exc:  # the outbox refused: count the loss and keep going
             with self._lock:
@@ -321,6 +329,9 @@ class OutputStream:
             from agent import log
 
             log.get_logger().warning("output.dropped", lines=len(taken), error=str(exc))
+        finally:
+            with self._lock:
+                self._pending_bytes -= held
 
     def _send_old_partials(self, final: bool) -> None:
         """Queue partial lines that waited a flush interval (all of them when final)."""
