@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 logger = log.get_logger(__name__)
 PENDING_MAX = 10_000  # messages held in memory while the outbox cannot be written
+# ... and their bytes: 10,000 output messages of 500 lines would be a gigabyte, in the
+# training job's cgroup. Counted as the stored JSON would be, plus a dict's worth a message.
+PENDING_MAX_BYTES = 32 * 1024 * 1024
 SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may still take
 
 
@@ -62,6 +65,7 @@ class Delivery:
         self.copy_failed = 0  # messages the local copy could not take (they were still sent)
         self._limiter = limiter or log.RateLimiter()
         self._pending: deque[Message] = deque()
+        self._pending_sizes: deque[int] = deque()  # the bytes of each held message, in order
         self._lock = threading.Lock()
         self.sender: Sender | None = None
         if archive is None:
@@ -121,9 +125,13 @@ class Delivery:
             except (OutboxError, ApiError) as exc:
                 # Disk full or the file gone: hold on in memory, retry with the next batch.
                 self._pending = deque(batch)
-                dropped = 0
-                while len(self._pending) > PENDING_MAX:
+                self._pending_sizes.extend(_held_size(m) for m in messages)
+                held_bytes, dropped = sum(self._pending_sizes), 0
+                while self._pending and (
+                    len(self._pending) > PENDING_MAX or held_bytes > PENDING_MAX_BYTES
+                ):
                     self._pending.popleft()
+                    held_bytes -= self._pending_sizes.popleft()
                     dropped += 1
                 repeats = self._limiter.check("outbox.put_failed")
                 if repeats is not None or dropped:
@@ -139,6 +147,7 @@ class Delivery:
             if self._pending:
                 logger.info("outbox.put_recovered", count=len(self._pending))
             self._pending.clear()
+            self._pending_sizes.clear()
             if self.copy is not None:
                 self._copy(batch)
         if self.sender is not None:
@@ -252,3 +261,8 @@ class Delivery:
             "pending_in_memory": self.held,
             "local_copy_failed": self.copy_failed,
         }
+
+
+def _held_size(message: Message) -> int:
+    """What a message held in memory costs, about: its JSON, its attachment, the objects."""
+    return len(message.encoded_body()) + len(message.attachment or b"") + 1024

@@ -62,3 +62,23 @@ def test_a_flood_of_output_keeps_the_wrapper_under_its_cap(tmp_path: Path) -> No
         peak, code = _peak_kb(tmp_path, 150 if width == 200 else 40, width)
         assert code == 0, width
         assert peak < baseline + CAP_KB + SLACK_KB, (width, peak, baseline)
+
+
+def test_output_held_while_the_outbox_cannot_be_written_is_capped_in_bytes(
+    tmp_path: Path,
+) -> None:
+    """A failing outbox (disk full): 100 MB of output messages put, at most 32 MB held."""
+    from agent.config import Settings
+    from agent.delivery import PENDING_MAX_BYTES, Delivery
+    from agent.message import Kind, Message
+    from agent.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.sqlite")
+    delivery = Delivery(box, sink=None, settings=Settings())  # type: ignore[arg-type]
+    box.close()  # every write fails from here on, as on a full disk
+    lines = [{"output": "x" * 999 + "\n", "offset": 0}] * 500
+    message = Message("log-output", "k" * 32, {"outputLines": lines}, 1, Kind.OUTPUT)
+    for _ in range(4):
+        assert delivery.put([message] * 50) is False
+    held = delivery.held
+    assert 0 < held * len(message.encoded_body()) <= PENDING_MAX_BYTES, held
