@@ -24,7 +24,8 @@ so they follow the order lines were finished in across both streams.
 Threads: the two reader threads call ``feed()``; work on the hot path is a
 few bytes methods per chunk, not per byte. One flush thread owned by the
 stream builds the messages and calls ``put``, so a slow outbox delays
-neither the child nor the passthrough; past ``max_pending_bytes`` waiting
+neither the child nor the passthrough until ``max_pending_bytes`` are held
+(then a reader waits up to ``ROOM_WAIT_S`` for room); past ``max_pending_bytes`` waiting
 or being put (twice the text, as it is encoded once more on the way, plus
 ``LINE_COST`` a line), new lines are dropped,
 counted, and reported by a "[comet-agent]" line.
@@ -46,7 +47,10 @@ ENDPOINT = "log-output"
 # What one line costs in memory besides its text, from its queue entry to its message's item
 # (a str, a tuple, an int or two, then a dict): ten-byte lines would otherwise hold ~20x
 # their text (270 MB of output took the wrapper past 800 MB).
-LINE_COST = 256
+LINE_COST = 384
+# At the cap, a reader waits this long for the flush thread to make room (the child's pipe
+# fills and it waits too: a burst is slowed, not lost) before lines are dropped.
+ROOM_WAIT_S = 2.0
 _Pending = tuple[str, bool, int, int]  # text, stderr, offset, timestamp_ms
 
 
@@ -110,6 +114,8 @@ class OutputStream:
         self._offset = first_offset
         self._stats = OutputStats()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._overflowing = False  # a wait for room timed out: drop until half is free
         self._partials = {False: _Partial(), True: _Partial()}
         self._pending: list[_Pending] = []
         self._pending_bytes = 0
@@ -260,6 +266,9 @@ class OutputStream:
             size = sum(map(len, texts))
         size = 2 * size + LINE_COST * count
         if capped and self._pending_bytes + size > self._max_pending:
+            self._wait_for_room(size)
+        if capped and self._pending_bytes + size > self._max_pending:
+            self._overflowing = True
             self._stats.dropped_lines += count
             self._dropped_unreported += count
             return
@@ -270,6 +279,18 @@ class OutputStream:
         self._stats.lines += count
         if len(self._pending) >= self._batch and not self._wake.is_set():
             self._wake.set()
+
+    def _wait_for_room(self, size: int) -> None:
+        """Wait (the lock released) for the flush thread to take lines, once per overflow."""
+        if self._overflowing or self._stopping or threading.current_thread() is self._thread:
+            return
+        deadline = time.monotonic() + ROOM_WAIT_S
+        while self._pending_bytes + size > self._max_pending and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.set()
+            self._room.wait(min(left, 0.1))
 
     def _decode(self, data: bytes | bytearray) -> str:
         try:
@@ -332,6 +353,9 @@ class OutputStream:
         finally:
             with self._lock:
                 self._pending_bytes -= held
+                if self._pending_bytes < self._max_pending // 2:
+                    self._overflowing = False
+                self._room.notify_all()
 
     def _send_old_partials(self, final: bool) -> None:
         """Queue partial lines that waited a flush interval (all of them when final)."""
