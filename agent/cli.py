@@ -338,10 +338,22 @@ def _resolve(spec: str) -> Handler:
     return handler
 
 
+def _more_fields(args: argparse.Namespace, extra: list[str]) -> bool:
+    """Whether the leftover arguments are FIELD=VALUE pairs for `api NAME`."""
+    if not getattr(args, "endpoint", None) or not isinstance(getattr(args, "fields", None), list):
+        return False
+    return all("=" in arg and not arg.startswith("-") for arg in extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comet-agent command line and return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and _more_fields(args, extra):
+        # `api NAME --experiment-key K f=v`: argparse ends NAME's fields at the first option
+        args.fields += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2

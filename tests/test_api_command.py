@@ -242,3 +242,21 @@ def test_no_key_is_a_usage_error(server: CometStandIn, offline_env: dict[str, st
     assert result.returncode == 2
     assert "no API key" in result.stderr
     assert server.count(ok_only=False) == 0
+
+
+def test_options_may_come_before_the_fields(server: CometStandIn, env: dict[str, str]) -> None:
+    """`api NAME --experiment-key K f=v`: the fields after an option are fields, not an error."""
+    result = run_agent(
+        [
+            *("api", "add-run", "--experiment-key", KEY, "local_timestamp=1700000000000"),
+            *("offline=false", "--dry-run", "projectName=p", "teamName=ws", "libVersion=1"),
+        ],
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["json"]["projectName"] == "p" and shown["json"]["libVersion"] == "1"
+    assert shown["json"]["local_timestamp"] == 1700000000000
+    assert server.count(ok_only=False) == 0
+    stray = run_agent(["api", "add-run", "--experiment-key", KEY, "--bogus"], env)
+    assert stray.returncode == 2 and "unrecognized arguments: --bogus" in stray.stderr
