@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.helpers import CANARY_KEY, agent_argv, clean_env
 
-CAP_KB = 64 * 1024  # the documented cap on output held (agent.output max_pending_bytes)
+CAP_KB = 64 * 1024  # the documented cap on output held (agent.wrap.output max_pending_bytes)
 SLACK_KB = 16 * 1024  # allocator slack and the interpreter's own growth
 
 
@@ -69,9 +69,9 @@ def test_output_held_while_the_outbox_cannot_be_written_is_capped_in_bytes(
 ) -> None:
     """A failing outbox (disk full): 100 MB of output messages put, at most 32 MB held."""
     from agent.config import Settings
-    from agent.delivery import PENDING_MAX_BYTES, Delivery
+    from agent.delivery.outbox import Outbox
+    from agent.delivery.pipeline import PENDING_MAX_BYTES, Delivery
     from agent.message import Kind, Message
-    from agent.outbox import Outbox
 
     box = Outbox(tmp_path / "outbox.sqlite")
     delivery = Delivery(box, sink=None, settings=Settings())  # type: ignore[arg-type]
