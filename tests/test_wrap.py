@@ -239,3 +239,18 @@ def test_unreachable_comet_falls_back_to_offline(run_env: dict[str, str], tmp_pa
     assert list((tmp_path / "offline").glob("*.zip"))
     assert time.monotonic() - started < 60
     assert os.environ.get("COMET_API_KEY") != CANARY_KEY
+
+
+def test_a_run_beside_a_daemon_leaves_no_empty_runs_directory(
+    server: CometStandIn, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`run` next to a running `start` takes runs/<pid>; delivered in full, the directory goes."""
+    daemon = AgentProcess(["start"], run_env)
+    try:
+        daemon.wait_for("agent.ready")
+        result = _run([sys.executable, "-c", "print('hello')"], run_env)
+        assert result.returncode == 0, result.stderr
+        runs = tmp_path / "state" / "runs"
+        assert not runs.exists() or list(runs.iterdir()) == []
+    finally:
+        assert daemon.stop() == 0

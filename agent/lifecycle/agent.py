@@ -707,12 +707,19 @@ class Agent:
             self._archive_hint = upload_hint(ours, *theirs)
             print(self._archive_hint, file=sys.stderr)  # the one line an offline run promises
         self._write_status(final=True)
+        drained = False
         if self._delivery is not None:
+            try:
+                stats = self._delivery.outbox.stats()
+                drained = stats.ready + stats.leased + stats.dead == 0
+            except OutboxError:
+                drained = False  # cannot tell: keep it for the next agent to adopt
             self._delivery.outbox.close()
         if self._heartbeat.client is not None:
             self._heartbeat.client.close()
         if self._state is not None:
-            self._state.release()
+            # A run's private runs/<pid> directory whose outbox holds nothing goes with it.
+            self._state.release(drained=drained)
 
     # -- status ----------------------------------------------------------------------------
 

@@ -86,14 +86,16 @@ class StateDir:
                 os.close(fd)
             shutil.rmtree(child, ignore_errors=True)
 
-    def release(self) -> None:
-        """Drop the lock (the directory stays)."""
+    def release(self, *, drained: bool = False) -> None:
+        """Drop the lock. A private ``runs/<pid>`` directory goes too when nothing is left in
+        it, or only an outbox that `drained` says holds nothing (the main directory stays)."""
         with contextlib.suppress(OSError):
             os.close(self._fd)
         if self.path.parent.name == "runs":
-            # A private run directory with nothing left in it is removed.
-            remaining = {p.name for p in self.path.iterdir()} - {LOCK_NAME, STATUS_NAME}
-            if not remaining:
+            left = {p.name for p in self.path.iterdir()} - {LOCK_NAME, STATUS_NAME}
+            if drained:
+                left -= {OUTBOX_NAME, f"{OUTBOX_NAME}-wal", f"{OUTBOX_NAME}-shm"}
+            if not left:
                 shutil.rmtree(self.path, ignore_errors=True)
 
 
