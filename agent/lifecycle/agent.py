@@ -60,6 +60,7 @@ STATUS_EVERY_S = 10.0
 UNJOINED_STATE = "unjoined_keys"  # outbox state: keys whose experiment may not exist yet
 UNJOINED_MAX = 20
 CHECKPOINT_EVERY_S = 30.0
+ADOPT_EVERY_S = 60.0  # how soon a killed `run`'s outbox is taken in by the daemon beside it
 FIRST_SAMPLE_S = 1.0
 
 __all__ = ["Agent", "ChildExit"]
@@ -519,6 +520,18 @@ class Agent:
             STATUS_EVERY_S,
             run_now=False,
         )
+        state, delivery = self._state, self._delivery
+        holds_main = state is not None and state.path.parent.name != "runs"
+        if self._archive is None and state is not None and delivery is not None and holds_main:
+            # A `run` killed beside this daemon left its outbox in runs/<pid>: taken in
+            # while the daemon runs, not only at its next start.
+            adopt = partial(delivery.adopt, state, self.settings)
+            self._scheduler.add(
+                "outbox.adopt",
+                guarded("outbox.adopt", adopt, self._limiter),
+                ADOPT_EVERY_S,
+                run_now=False,
+            )
         period = watchdog_period_s(self._environ)
         if period:
             # From the scheduler's own threads: a wedged scheduler stops the pings and
