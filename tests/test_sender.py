@@ -588,3 +588,21 @@ def test_lingering_merges_samples_put_one_by_one(
     assert len(batches) == 2
     stamps = [v["timestamp"] - T0 for b in batches for v in b.body["values"]]  # type: ignore[index, union-attr]
     assert stamps == list(range(6))  # every item keeps its own time, in order
+
+
+def test_the_stop_flush_does_not_wait_out_a_throttle_it_cannot_end(
+    box: Outbox, make: type[Sender], server: CometStandIn
+) -> None:
+    """A 429 asking for 60 s, a 10 s flush: it returns at once (kept), not after 10 s."""
+    server.fail("log-metric-batch", status=429, headers={"Retry-After-Custom": "60"})
+    sender = make()
+    box.put(metrics(0))
+    sender.start()
+    try:
+        wait_until(lambda: "log-metric-batch" in sender.status().throttled, timeout_s=10)
+        started = time.monotonic()
+        assert sender.flush(10.0) is False
+        assert time.monotonic() - started < 3  # was: the whole 10 s
+        assert box.pending() == 1  # kept for the next start, not dropped
+    finally:
+        sender.stop()

@@ -163,6 +163,18 @@ class Sender:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
+    def _only_throttled_past(self, deadline_ms: int) -> bool:
+        """Whether all that is left waits on throttles that end after `deadline_ms`.
+
+        A flush cannot end a throttle (Comet asked for the wait): waiting it out to the
+        deadline only holds the stop up.
+        """
+        past = [ep for ep, until in self._gates.throttled().items() if until > deadline_ms]
+        if not past:
+            return False
+        stats = self._outbox.stats()
+        return stats.leased == 0 and self._outbox.next_ready_ms(exclude=past) is None
+
     def flush(self, timeout_s: float, *, fresh: bool = False) -> bool:
         """Send until nothing is waiting or `timeout_s` passed; return True if the outbox drained.
 
@@ -191,6 +203,8 @@ class Sender:
                     left_ms = deadline_ms - self._clock()
                     if left_ms <= 0 or self._gates.paused or not thread.is_alive():
                         return False
+                    if self._only_throttled_past(deadline_ms):
+                        return False  # Comet asked for the wait: kept for the next start
                     self._progress.wait(min(0.1, left_ms / 1000))
             return True
         finally:
