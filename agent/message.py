@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+# An experiment key as Comet and the SDK accept it (wire §1.4): the one pattern.
+EXPERIMENT_KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")
 
 
 class Kind(enum.IntEnum):

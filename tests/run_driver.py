@@ -2,7 +2,7 @@
 
 usage: python -m tests.run_driver RESULT.json [--pty] [--experiment-key KEY] -- COMMAND...
 
-Writes the ChildResult, and whether the wrapper's signal handlers were put
+Writes the ChildExit, and whether the wrapper's signal handlers were put
 back, to RESULT.json, and exits with the command's status. With
 --experiment-key the command's environment comes from child_env() and the
 settings load_settings() finds, as `comet-agent run` will build it.

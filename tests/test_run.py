@@ -21,7 +21,7 @@ from agent.config import Settings
 from agent.errors import UsageError
 from agent.message import Message
 from agent.wrap.output import OutputStream
-from agent.wrap.process import QUIET_SDK, ChildResult, child_env, run_child
+from agent.wrap.process import QUIET_SDK, ChildExit, child_env, run_child
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, ROOT, clean_env, wait_until
 
@@ -77,7 +77,7 @@ pathlib.Path(sys.argv[1]).write_text(json.dumps({"env": env, "cmdlines": lines, 
 """
 
 
-def _run(argv: Sequence[str], tmp_path: Path, **kwargs: object) -> tuple[ChildResult, bytes, bytes]:
+def _run(argv: Sequence[str], tmp_path: Path, **kwargs: object) -> tuple[ChildExit, bytes, bytes]:
     """Run in this process, the terminal side going to files; return result, stdout, stderr."""
     with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
         result = run_child(argv, env=os.environ, stdout=out, stderr=err, **kwargs)  # type: ignore[arg-type]

@@ -20,13 +20,14 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from agent import log
 from agent.collect.base import Roots
 from agent.commands.start import install_signals
 from agent.config import Settings
 from agent.errors import UsageError
-from agent.lifecycle.agent import Agent, ChildExit, StateUnusable
+from agent.lifecycle.agent import Agent, StateUnusable
 from agent.lifecycle.ending import StderrTail, exception_line
 from agent.lifecycle.hardening import disable_core_dumps
 from agent.wrap.output import OutputStream
@@ -104,14 +105,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     install_signals(agent)  # from here on, a signal hurries the flush; a second one ends it
     for begin in begins:
         begin.join(BEGIN_JOIN_S)
-    child = ChildExit(
-        result.exit_code,
-        result.signal,
-        result.wall_s,
-        result.oom_killed,
-        result.error,
-        exception=exception_line(tail.text()) if result.exit_code else None,
-    )
+    child = replace(result, exception=exception_line(tail.text()) if result.exit_code else None)
     logger.info(
         "run.exited",
         exit_code=result.exit_code,

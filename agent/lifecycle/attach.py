@@ -14,7 +14,6 @@ idempotency key; wire §3.1).
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from random import Random
@@ -25,12 +24,13 @@ from agent.config import Settings
 from agent.delivery.backoff import Backoff
 from agent.errors import ApiError, ConfigError
 from agent.log import get_logger
+from agent.message import EXPERIMENT_KEY_RE as KEY_RE
 
 if TYPE_CHECKING:
     from agent.api.client import CometClient
 
 log = get_logger(__name__)
-KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # wire §1.4: what the SDK accepts
+
 ATTACH_DEADLINE_S = 30.0
 DEFAULT_PROJECT = "general"  # the SDK's default project name (wire §5.3)
 

@@ -12,14 +12,17 @@ from agent.message import Kind, Message
 
 @dataclass(frozen=True)
 class ChildExit:
-    """How a wrapped command ended (from ``agent.wrap.process``)."""
+    """How a wrapped command ended: the one record, from the spawn (``agent.wrap.process``)
+    to the messages that end the run."""
 
-    exit_code: int
-    signal: int | None
+    exit_code: int  # its own status, 128+N if signal N killed it, 126/127 if it could not start
+    signal: int | None  # the signal that killed it
     wall_s: float
-    oom_killed: bool | None
-    error: str | None = None
+    oom_killed: bool | None  # None: no OOM counter to compare
+    error: str | None = None  # the one-line reason it could not start
     exception: str | None = None  # the last line of its last traceback, e.g. "ValueError: x"
+    started: bool = True
+    oom_kills: int | None = None  # OOM kills in the cgroup during the run, any process
 
     @property
     def crashed(self) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -48,11 +47,11 @@ from agent.delivery.outbox import Outbox, row_size
 from agent.delivery.sender import Sender
 from agent.delivery.sinks.rest import RestSink
 from agent.errors import AgentError, ApiError
+from agent.message import EXPERIMENT_KEY_RE as KEY_RE
 from agent.message import now_ms
 from agent.upload.progress import Progress
 from agent.upload.replay import Replay, Step
 
-KEY_RE = re.compile(r"^[A-Za-z0-9]{32,50}$")  # wire §1.4
 MARKER = "upload:window"
 WINDOW_MESSAGES = 200
 WINDOW_BYTES = 16 << 20

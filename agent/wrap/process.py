@@ -31,12 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
 from agent.errors import AgentError, UsageError
+from agent.lifecycle.ending import ChildExit
 from agent.lifecycle.hardening import CoreLimit, restored_for_child
 
 if TYPE_CHECKING:
@@ -51,19 +51,6 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SYSTEMD_VARIABLES = frozenset(
     {"NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
 )
-
-
-@dataclass(frozen=True)
-class ChildResult:
-    """How the command ended."""
-
-    exit_code: int  # its own status, 128+N if signal N killed it, 126/127 if it could not start
-    signal: int | None  # the signal that killed it
-    wall_s: float
-    oom_killed: bool | None  # None: no OOM counter to compare
-    started: bool
-    error: str | None  # the one-line reason it could not start
-    oom_kills: int | None = None  # OOM kills in the cgroup during the run, any process
 
 
 # The SDK's own switches (comet_ml config/config_map.py, read by experiment.py
@@ -144,7 +131,7 @@ def run_child(
     oom_kill_count: Callable[[], int | None] | None = None,
     eof_timeout_s: float = 2.0,
     core_limit: CoreLimit | None = None,
-) -> ChildResult:
+) -> ChildExit:
     """Run `argv` to its end, teeing its output; return how it ended.
 
     `stdout`/`stderr` default to the wrapper's own. Signal forwarding needs
@@ -166,7 +153,7 @@ def run_child(
         except OSError as exc:
             code, message = _start_error(argv[0], exc, env)
             _say(err, message)
-            return ChildResult(code, None, 0.0, None, started=False, error=message)
+            return ChildExit(code, None, 0.0, None, error=message, started=False)
         forward.attach(proc.pid, (streams[0][0], out) if use_pty else None)
         stop_r, stop_w = os.pipe()
         readers = [
@@ -199,7 +186,7 @@ def run_child(
     oom_killed = None
     if oom_kills is not None:  # SIGKILL, or a shell in between that reports one (137)
         oom_killed = oom_kills > 0 and exit_code == 128 + signal.SIGKILL
-    return ChildResult(exit_code, killed_by, wall_s, oom_killed, True, None, oom_kills)
+    return ChildExit(exit_code, killed_by, wall_s, oom_killed, oom_kills=oom_kills)
 
 
 def _spawn(
