@@ -6,7 +6,6 @@ Needs root to mount a tmpfs (the suite runs as root in CI); skipped with the rea
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from agent.delivery.pipeline import Delivery
 from agent.delivery.sinks.rest import RestSink
 from agent.message import Message
 from tests.fakes.comet_server import CometStandIn
+from tests.fault.tmpfs import small_tmpfs
 from tests.helpers import CANARY_KEY, wait_until
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -29,22 +29,8 @@ DISK_BYTES = 3 * 1024 * 1024  # under the 4 MiB SQLite's WAL grew to before it c
 @pytest.fixture(name="small_disk")
 def _small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(mount)],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", str(DISK_BYTES)) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607
 
 
 def _sample(n: int) -> Message:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.archive.format import LOCK, PARTIAL_SUFFIX
+from tests.fault.tmpfs import small_tmpfs
 from tests.helpers import agent_argv, clean_env
 
 pytestmark = pytest.mark.timeout(300)
@@ -124,23 +125,8 @@ def test_unzippable_archive_keeps_exit_0(offline: dict[str, str], tmp_path: Path
 @pytest.fixture(name="small_disk")
 def _small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs (a real full disk: ENOSPC); skipped where mounting is not allowed."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mount_cmd, umount_cmd = shutil.which("mount"), shutil.which("umount")
-    if mount_cmd is None or umount_cmd is None:
-        pytest.skip("mount(8) is not installed")
-    made = subprocess.run(
-        [mount_cmd, "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()[:200]}")
-    try:
+    with small_tmpfs(tmp_path / "small", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run([umount_cmd, "-l", str(mount)], check=False)
 
 
 def _fill(path: Path) -> None:
