@@ -21,10 +21,13 @@ from tests.security.leaks import launcher
 
 
 def _modes(root: Path) -> dict[str, str]:
-    """Relative path → octal mode of everything under `root` (root included)."""
-    out = {".": f"{stat.S_IMODE(root.stat().st_mode):04o}"}
+    """Relative path → octal mode of everything under `root` (root included); a directory's
+    path ends in "/" (read when the snapshot is taken: it may be gone by the check)."""
+    out = {"./": f"{stat.S_IMODE(root.stat().st_mode):04o}"}
     for path in sorted(root.rglob("*")):
-        out[str(path.relative_to(root))] = f"{stat.S_IMODE(path.lstat().st_mode):04o}"
+        st = path.lstat()
+        rel = str(path.relative_to(root)) + ("/" if stat.S_ISDIR(st.st_mode) else "")
+        out[rel] = f"{stat.S_IMODE(st.st_mode):04o}"
     return out
 
 
@@ -32,7 +35,7 @@ def _open(modes: dict[str, str], root: Path) -> dict[str, str]:
     """The entries of `modes` that are not 0700 directories or 0600 files."""
     bad = {}
     for rel, mode in modes.items():
-        want = "0700" if (root / rel).is_dir() else "0600"
+        want = "0700" if rel.endswith("/") else "0600"
         if mode != want:
             bad[rel] = mode
     return bad
