@@ -23,15 +23,20 @@ def _float(n: float) -> float:
         return math.inf
 
 
-def size(n: float) -> str:
-    """Format a byte count: 512 B, 29.3 KiB, 23.5 GiB."""
+def _scaled(n: float, step: float, units: tuple[str, ...]) -> str:
+    """`n` divided by `step` until it fits, with its unit: whole in the first, one decimal on."""
     n = _float(n)
     if not math.isfinite(n):
         return str(n)
     value, unit = float(n), 0
-    while abs(value) >= 1024 and unit < len(_BINARY) - 1:
-        value, unit = value / 1024, unit + 1
-    return f"{value:.0f} {_BINARY[unit]}" if unit == 0 else f"{value:.1f} {_BINARY[unit]}"
+    while abs(value) >= step and unit < len(units) - 1:
+        value, unit = value / step, unit + 1
+    return f"{value:.0f} {units[unit]}" if unit == 0 else f"{value:.1f} {units[unit]}"
+
+
+def size(n: float) -> str:
+    """Format a byte count: 512 B, 29.3 KiB, 23.5 GiB."""
+    return _scaled(n, 1024, _BINARY)
 
 
 def amount(n: float) -> str:
@@ -49,13 +54,7 @@ def amount(n: float) -> str:
 
 def rate(n: float) -> str:
     """Format bytes per second: 0 B/s, 812 kB/s, 1.2 MB/s."""
-    n = _float(n)
-    if not math.isfinite(n):
-        return str(n)
-    value, unit = float(n), 0
-    while abs(value) >= 1000 and unit < len(_DECIMAL) - 1:
-        value, unit = value / 1000, unit + 1
-    return f"{value:.0f} {_DECIMAL[unit]}" if unit == 0 else f"{value:.1f} {_DECIMAL[unit]}"
+    return _scaled(n, 1000, _DECIMAL)
 
 
 def stamp(ms: object) -> str:
