@@ -22,11 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.collect.base import Clock, HealthEvent, Number, Sample
+from agent.collect.base import Clock, HealthEvent, Number, Sample, read_small
 from agent.collect.gpu_devices import Device, ReportedGpu, discover
 from agent.collect.gpu_health import GpuHealth, throttling
 from agent.collect.gpu_types import GpuReading, GpuStatic
 from agent.collect.nvml import Nvml, NvmlStuck, NvmlUnavailable, SampleDeadline, StaleHandle
+from agent.collect.process import parse_nspid
 from agent.collect.readings import GpuUsage, GpuUsages
 from agent.config import Settings
 from agent.errors import CollectorError, GpuLost, NoData
@@ -253,14 +254,10 @@ class GpuSampler:
         for pid in pids:
             ids = self._nspids.get(pid)
             if ids is None:
-                ids = ()
                 try:
-                    for line in (self._proc / str(pid) / "status").read_text().splitlines():
-                        if line.startswith("NSpid:"):
-                            ids = tuple(int(x) for x in line.split()[1:] if x.isdigit())
-                            break
-                except OSError:
-                    pass
+                    ids = parse_nspid(read_small(self._proc / str(pid) / "status"))
+                except CollectorError:  # gone meanwhile, or a kernel without NSpid
+                    ids = ()
                 self._nspids[pid] = ids
             out.update(ids)
         for gone in set(self._nspids) - pids:
