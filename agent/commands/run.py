@@ -56,7 +56,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     from agent.lifecycle.multinode import identify, is_leader
 
     settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
-    agent = Agent(settings, command=argv, private_state=True, defer_attach=True)
+    agent = Agent(settings, command=argv, private_state=True, hands_key=True)
     try:
         attachment = agent.open(join_now=False)  # the join starts once the command runs
     except StateUnusable as exc:

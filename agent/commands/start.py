@@ -54,7 +54,6 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         pid=args.watch_pid,
         command=command_of(args.watch_pid),
-        defer_attach=not settings.offline,
         refusal_stops=True,
     )
     install_signals(agent)

@@ -31,7 +31,7 @@ from agent.config import Settings
 from agent.delivery.pipeline import Delivery, open_outbox
 from agent.delivery.sinks.base import Sink
 from agent.errors import AgentError, ApiError, CollectorError, ConfigError, OutboxError
-from agent.lifecycle.attach import Attachment, attach, deferred_attachment, join, offline_attachment
+from agent.lifecycle.attach import Attachment, deferred_attachment, join, offline_attachment
 from agent.lifecycle.ending import ChildExit, end_messages
 from agent.lifecycle.heartbeat import Heartbeat
 from agent.lifecycle.keepalive import IntervalPolicy
@@ -78,9 +78,8 @@ class Agent:
         python: str | None = None,
         roots: Roots | None = None,
         environ: dict[str, str] | None = None,
-        fallback_offline: bool = False,
         private_state: bool = False,
-        defer_attach: bool = False,
+        hands_key: bool = False,
         refusal_stops: bool = False,
     ) -> None:
         self.settings = settings
@@ -89,11 +88,10 @@ class Agent:
         self._python = python
         self._roots = roots or Roots.host(settings.host_root)
         self._environ = dict(os.environ if environ is None else environ)
-        self._fallback_offline = fallback_offline
         self._private_state = private_state
         # The key is chosen (or given) now and the experiment made to exist in a thread of its
         # own: nothing waits for Comet; messages wait in the outbox until it has answered.
-        self._defer_attach = defer_attach
+        self._hands_key = hands_key  # a command's SDK may record this key offline too
         self._refusal_stops = refusal_stops
         self._joined = threading.Event()
         # Set when the join is given up (the run went offline): not by stop() itself, so a
@@ -143,8 +141,8 @@ class Agent:
     def open(self, *, join_now: bool = True) -> Attachment:
         """Take the state directory, attach (or create, or go offline), start delivery.
 
-        With `defer_attach`, the experiment is made in a thread started here, or by
-        ``start_join()`` when `join_now` is false (``run``: once the command is spawned)."""
+        Online, the experiment is made in a thread started here, or by ``start_join()``
+        when `join_now` is false (``run``: once the command is spawned)."""
         outbox = self._take_state()
         s = self.settings
         self.attachment = self._attach()
@@ -166,15 +164,13 @@ class Agent:
         if self.attachment.owned and s.experiment_name:
             # No create call carries the name: it travels as the SDK's own "Name" other.
             self.put(self._name_messages(self.attachment.experiment_key, s.experiment_name))
-        if self._defer_attach and not self.attachment.offline:
+        if not self.attachment.offline:
             self._note_unjoined(self.attachment.experiment_key)  # until Comet has answered
             if join_now:
                 self.start_join()
         else:
             self._joined.set()
             self._delivery.start()
-        if self.attachment.first_answer is not None:
-            self._heartbeat.apply(self.attachment.first_answer)
         return self.attachment
 
     def begin(self, pid: int | None = None) -> None:
@@ -362,25 +358,8 @@ class Agent:
             # command should not wait for that.
             self._offline_note = {"reason": s.offline_reason, "directory": str(s.offline_directory)}
             return offline_attachment(s)
-        if self._defer_attach:
-            return deferred_attachment(s)
-        from agent.api.client import CometClient
-
-        with CometClient.from_settings(s) as client:
-            try:
-                attachment = attach(s, client, stop=self.stop_event)
-            except ApiError as exc:
-                if not (self._fallback_offline and exc.retryable):
-                    raise
-                # `run` must not keep the training from starting: record offline instead.
-                logger.warning(
-                    "agent.offline_fallback", error=str(exc), directory=str(s.offline_directory)
-                )
-                self.settings = replace(s, offline=True)
-                return offline_attachment(self.settings)
-        self._heartbeat.client = CometClient.from_settings(s)
-        self._heartbeat.key = attachment.experiment_key
-        return attachment
+        # Online, the key is known at once and the experiment made beside the work (join).
+        return deferred_attachment(s)
 
     def _make_sink(self, attachment: Attachment) -> Sink:
         s = self.settings
@@ -406,7 +385,7 @@ class Agent:
 
             return RestSink(CometClient.from_settings(s))
 
-        return LazyRestSink(make) if self._defer_attach else make()
+        return LazyRestSink(make)  # requests loads once the experiment is joined
 
     def _offline_archive(self, key: str) -> OfflineSink:
         """The offline archive; under `run`, elsewhere when its directory is unusable or held."""
@@ -443,7 +422,7 @@ class Agent:
         s = self.settings
         # `run` and `start` hand their key to the command's SDK, which may write an archive of
         # its own with it: ours joins that experiment on upload, in either order.
-        given = given or bool(s.experiment_key) or self._defer_attach
+        given = given or bool(s.experiment_key) or self._hands_key
         archive = OfflineSink(
             directory,
             key,
@@ -539,12 +518,10 @@ class Agent:
             self._scheduler.add("watchdog", _watchdog_ping, period)
 
     def _add_heartbeat(self) -> None:
-        first_answer = self.attachment is not None and self.attachment.first_answer is not None
         self._scheduler.add(
             "heartbeat",
             guarded("heartbeat", self._beat, self._limiter),
             self._heartbeat.policy.current.beat_s,
-            run_now=not first_answer,
         )
 
     def _beat(self) -> None:

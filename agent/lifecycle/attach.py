@@ -1,27 +1,19 @@
-"""Attach to an experiment: use the key given, create one in the workspace/project, or go offline.
+"""The experiment the agent reports into: a key chosen here (or given), or an offline one.
 
-Creating uses the seed's ``create-experiment`` (it answers the key and the
-link); attaching to a given key checks it with one keep-alive call, whose
-answer also brings the first intervals. These are the only requests besides
-the keep-alive that do not go through the outbox, because the agent needs
-their answers before anything else can be sent.
-
-A create that cannot reach Comet is retried with back-off for
-``ATTACH_DEADLINE_S``; if the answer of a create that did reach Comet is lost
-the retry makes a second, empty experiment (the REST route has no
-idempotency key; wire §3.1).
+``deferred_attachment`` gives the key at once, so the command can have it before Comet
+has answered; ``join`` makes the experiment exist through the SDK's get-or-create
+handshake (``logger/add/run``), run beside the command and retried by the agent. It is
+the one request besides the keep-alive that does not go through the outbox: nothing may
+be sent for an experiment before it exists. Get-or-create is idempotent, so a join whose
+answer was lost, retried, makes no second experiment.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from random import Random
 from typing import TYPE_CHECKING
 
-from agent.api import bodies
 from agent.config import Settings
-from agent.delivery.backoff import Backoff
 from agent.errors import ApiError, ConfigError
 from agent.log import get_logger
 from agent.message import EXPERIMENT_KEY_RE as KEY_RE
@@ -31,7 +23,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-ATTACH_DEADLINE_S = 30.0
 DEFAULT_PROJECT = "general"  # the SDK's default project name (wire §5.3)
 
 
@@ -43,7 +34,6 @@ class Attachment:
     link: str | None
     owned: bool  # the agent created it: it sets the start and end times
     offline: bool
-    first_answer: object = None  # the keep-alive answer when attaching to a given key
 
 
 def check_key(key: str) -> str:
@@ -118,54 +108,3 @@ def join(settings: Settings, client: CometClient, attachment: Attachment) -> Att
     focus = answer.get("focusUrl")
     link = f"{focus}{attachment.experiment_key}" if isinstance(focus, str) else None
     return Attachment(attachment.experiment_key, link, attachment.owned, offline=False)
-
-
-def attach(
-    settings: Settings,
-    client: CometClient,
-    *,
-    stop: threading.Event,
-    deadline_s: float = ATTACH_DEADLINE_S,
-    rand: Random | None = None,
-) -> Attachment:
-    """Attach to the configured key, or create an experiment; raise ApiError/ConfigError."""
-    if settings.experiment_key:
-        key = check_key(settings.experiment_key)
-        try:
-            answer = client.call("keep-alive", experiment_key=key)
-        except ApiError as exc:
-            if not exc.retryable:
-                raise
-            # Comet is unreachable: the outbox keeps everything until it is back.
-            log.warning("experiment.unverified", experiment_key=key, error=str(exc))
-            answer = None
-        return Attachment(key, None, owned=False, offline=False, first_answer=answer)
-    workspace = settings.workspace or default_workspace(client)
-    body = bodies.create_experiment(
-        workspace, settings.project_name or DEFAULT_PROJECT, settings.experiment_name
-    )
-    backoff = Backoff(wait_initial=0.5, wait_max=5.0)
-    rand = rand or Random()  # noqa: S311 - jitter, not secrets
-    waited = 0.0
-    attempt = 0
-    while True:
-        try:
-            answer = client.call("create-experiment", body)
-            break
-        except ApiError as exc:
-            attempt += 1
-            wait_s = backoff.delay(attempt, exc.retry_after_s, rand)
-            if not exc.retryable or waited + wait_s > deadline_s or stop.is_set():
-                raise
-            log.warning("experiment.create_retry", error=str(exc), wait_s=round(wait_s, 1))
-            if stop.wait(wait_s):
-                raise
-            waited += wait_s
-    new_key: object = answer.get("experimentKey") if isinstance(answer, dict) else None
-    if not isinstance(new_key, str) or not KEY_RE.match(new_key):
-        raise ApiError(
-            f"create-experiment: Comet answered without a usable experimentKey "
-            f"({str(answer)[:80]!r})"
-        )
-    link = answer.get("link")
-    return Attachment(new_key, link if isinstance(link, str) else None, owned=True, offline=False)
