@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,18 +13,22 @@ from agent.collect.base import read_kept, read_small
 from agent.errors import NoData
 
 
-def _utime(text: str) -> int:
-    return int(text.rsplit(")", 1)[1].split()[11])
+def _cpu_ticks(text: str) -> int:
+    fields = text.rsplit(")", 1)[1].split()
+    # utime + stime: the kernel's split of a thread's time between the two is sampled
+    return int(fields[11]) + int(fields[12])
 
 
 def test_a_kept_file_shows_the_kernels_current_text() -> None:
-    """The second read of /proc/self/stat sees CPU time spent since the first (no stale text)."""
-    path = Path(f"/proc/{os.getpid()}/stat")
-    first = _utime(read_kept(path))
-    busy_until = time.process_time() + 0.1
-    while time.process_time() < busy_until:
+    """A second read of this thread's stat file sees CPU time spent since the first."""
+    # This thread's own file and clock: the process's counts include other threads, so a
+    # busy loop timed by process_time could spin less than a tick on this thread.
+    path = Path(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/stat")
+    first = _cpu_ticks(read_kept(path))
+    busy_until = time.thread_time() + 0.3
+    while time.thread_time() < busy_until:
         pass
-    assert _utime(read_kept(path)) > first
+    assert _cpu_ticks(read_kept(path)) > first
     assert read_kept(path).split()[:3] == read_small(path).split()[:3]
 
 
