@@ -8,6 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.archive import (
     Problem,
@@ -18,6 +20,7 @@ from agent.archive import (
     find_archives,
     read_archive,
 )
+from agent.archive.convert import to_lines
 from tests.offline_run import KEY, T0, typical_messages, write_archive
 from tests.offline_spec import archive_lines, archive_violations
 
@@ -262,3 +265,29 @@ def test_find_archives_lists_zips_and_partials_oldest_first(tmp_path: Path) -> N
     (tmp_path / "uploaded").mkdir()
     (tmp_path / "uploaded" / "d.zip").write_bytes(b"x")
     assert [p.name for p in find_archives(tmp_path)] == ["b.zip", "a.partial"]
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    item=st.dictionaries(
+        st.sampled_from(["metricName", "metricValue", "timestamp", "step", "epoch", "context"]),
+        _ANY_VALUE,
+    )
+)
+def test_a_converted_metric_item_is_a_valid_line_or_dropped(item: dict[str, object]) -> None:
+    """to_lines writes metric lines without re-checking them: each one it keeps passes
+    check_line, and each item it cannot write is counted as dropped."""
+    converted = to_lines("log-metric-batch", {"values": [item]}, None, T0)
+    assert len(converted.lines) + converted.dropped == 1
+    for kind, payload in converted.lines:
+        assert check_line({"type": kind, "payload": {**payload, "message_id": 1}}) == []

@@ -57,6 +57,10 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(value: object) -> bool:
+    return _number(value) and math.isfinite(value)  # type: ignore[arg-type]
+
+
 def _metric_payload(item: Mapping[str, object]) -> dict[str, object] | None:
     """A metric batch item as a metric_msg payload, or None when it cannot be one."""
     name, value, stamp = item.get("metricName"), item.get("metricValue"), item.get("timestamp")
@@ -67,13 +71,16 @@ def _metric_payload(item: Mapping[str, object]) -> dict[str, object] | None:
     if isinstance(stamp, float) and stamp.is_integer():
         stamp = int(stamp)
     step, epoch, context = item.get("step"), item.get("epoch"), item.get("context")
+    # The same rules as format.check_line's for a metric_msg line, which to_lines then skips
+    # for these (tests/test_archive.py holds the two together).
     if (
         not isinstance(name, str)
+        or not name
         or not (_number(value) or isinstance(value, str))
         or not isinstance(stamp, int)
         or isinstance(stamp, bool)
-        or (step is not None and not _number(step))
-        or (epoch is not None and not _number(epoch))
+        or (step is not None and not _finite(step))
+        or (epoch is not None and not _finite(epoch))
         or (context is not None and not isinstance(context, str))
     ):
         return None
@@ -187,7 +194,11 @@ def to_lines(
         out.complete = keys == {"provider", "metadata"}
     else:
         out.complete = False  # no SDK line type: comet_agent.jsonl only
-    valid = [(kind, p) for kind, p in out.lines if not check_line({"type": kind, "payload": p})]
+    valid = [
+        (kind, p)
+        for kind, p in out.lines
+        if kind == "metric_msg" or not check_line({"type": kind, "payload": p})
+    ]
     if len(valid) != len(out.lines):
         out.complete = False
         out.dropped += len(out.lines) - len(valid)

@@ -58,9 +58,13 @@ class Problem:
         return f"{where}: {self.why}"
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
 def dump_line(obj: Mapping[str, object]) -> bytes:
     """Encode one line as the SDK does (compact, sorted keys), UTF-8, ending in a newline."""
-    return (json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n").encode()
+    return (_LINE_ENCODER.encode(obj) + "\n").encode()
 
 
 def experiment_record(

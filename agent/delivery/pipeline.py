@@ -184,24 +184,22 @@ class Delivery:
                          dropped=dropped)  # fmt: skip
 
     def _append(self, batch: list[Message]) -> None:
-        """Append to the archive one message at a time; on a disk error the unwritten rest
-        stays in `batch` (the caller keeps it)."""
+        """Append `batch` to the archive, all or none: on a disk error it stays whole in
+        `batch` (the caller keeps it)."""
         assert self.archive is not None  # noqa: S101 - offline only
-        while batch:
-            msg = batch[0]
-            self.archive.send(msg.endpoint, msg.experiment_key, msg.body, msg.attachment)
-            batch.pop(0)
+        self.archive.send_many(batch)
+        batch.clear()
 
     def _copy(self, batch: Sequence[Message]) -> None:
         """Append what was just queued to the local copy; the outbox stays the durable path."""
         assert self.copy is not None  # noqa: S101 - local copy only
-        for msg in batch:
-            if msg.experiment_key != self.copy.experiment_key:
-                continue  # adopted from an ended run: not this experiment's copy
+        # Messages adopted from an ended run are not this experiment's copy.
+        mine = [m for m in batch if m.experiment_key == self.copy.experiment_key]
+        if mine:
             try:
-                self.copy.send(msg.endpoint, msg.experiment_key, msg.body, msg.attachment)
+                self.copy.send_many(mine)
             except ApiError as exc:
-                self.copy_failed += 1
+                self.copy_failed += len(mine)
                 if self._limiter.check("local_copy.write_failed") is not None:
                     logger.warning(
                         "local_copy.write_failed",
