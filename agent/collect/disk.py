@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import psutil
 
-from agent.collect.base import Clock, Number, Sample
+from agent.collect.base import Clock, Number, Roots, Sample, read_kept
 from agent.collect.network import byte_rates
 from agent.errors import CollectorError, NoData
 from agent.message import now_ms
@@ -33,10 +35,76 @@ class DiskCounters(Protocol):
 
 
 _IO_RATES = frozenset({"sys.disk.read_bps", "sys.disk.write_bps"})
+SECTOR_BYTES = 512  # /proc/diskstats counts 512-byte sectors whatever the device's own size
+
+
+@dataclass(frozen=True)
+class IoTotals:
+    """Bytes read and written over all whole disks since boot."""
+
+    read_bytes: int
+    write_bytes: int
 
 
 def _host_disk_counters() -> DiskCounters | None:
     return psutil.disk_io_counters()
+
+
+def _diskstats_line(fields: list[str]) -> tuple[str, int, int] | None:
+    """(name, sectors read, sectors written) of one /proc/diskstats line, psutil's layouts."""
+    n = len(fields)
+    if n == 14 or n >= 18:  # Linux 2.6+ whole device (4.18 and 5.5 added fields)
+        return fields[2], int(fields[5]), int(fields[9])
+    if n == 7:  # Linux 2.6+ partition
+        return fields[2], int(fields[4]), int(fields[6])
+    if n == 15:  # Linux 2.4
+        return fields[3], int(fields[5]), int(fields[9])
+    return None
+
+
+class DiskstatsReader:
+    """Read and write bytes over all whole disks, summed as psutil.disk_io_counters() does.
+
+    /proc/diskstats stays open and is parsed for the two sums; which names are whole
+    disks (those /sys/block lists, psutil's rule: partitions would count twice) is
+    looked up only when the set of devices changes. psutil reopens the file and stats
+    /sys/block/<name> for every device on every call.
+    """
+
+    def __init__(self, roots: Roots = Roots()) -> None:
+        self._path = roots.proc / "diskstats"
+        self._sys_block = roots.sys / "block"
+        self._names: tuple[str, ...] = ()
+        self._disks: frozenset[str] = frozenset()
+
+    def __call__(self) -> IoTotals | None:
+        """Return the sums now; None when there are no disks or no /proc/diskstats."""
+        try:
+            text = read_kept(self._path)
+        except NoData:
+            return None
+        rows = []
+        for line in text.splitlines():
+            try:
+                row = _diskstats_line(line.split())
+            except ValueError:
+                row = None
+            if row is not None:
+                rows.append(row)
+        names = tuple(name for name, _, _ in rows)
+        if names != self._names:
+            self._names = names
+            try:
+                listed = set(os.listdir(self._sys_block))
+            except OSError:
+                listed = set()
+            self._disks = frozenset(n for n in names if n.replace("/", "!") in listed)
+        disks = [(r, w) for name, r, w in rows if name in self._disks]
+        if not disks:
+            return None
+        return IoTotals(
+            sum(r for r, _ in disks) * SECTOR_BYTES, sum(w for _, w in disks) * SECTOR_BYTES
+        )
 
 
 class DiskSampler:

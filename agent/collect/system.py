@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.collect.base import Roots, Sampler
 from agent.collect.cpu import CpuSampler
-from agent.collect.disk import DiskSampler
+from agent.collect.disk import DiskSampler, DiskstatsReader
 from agent.collect.load import LoadSampler
 from agent.collect.memory import MemorySampler
 from agent.collect.network import NetworkSampler, net_dev_reader
@@ -31,7 +31,12 @@ def system_samplers(
             LoadSampler(roots=roots),
         ]
     if settings.sample_disk:
-        samplers.append(DiskSampler(path=roots.root / str(settings.disk_path).lstrip("/")))
+        samplers.append(
+            DiskSampler(
+                path=roots.root / str(settings.disk_path).lstrip("/"),
+                disk_io_counters=DiskstatsReader(roots),
+            )
+        )
     if settings.sample_network:
         samplers.append(NetworkSampler(net_io_counters=net_dev_reader(roots)))
     if settings.sample_process and pid is not None:
