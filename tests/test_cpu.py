@@ -6,13 +6,14 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agent.collect.base import Roots, Sample
 from agent.collect.cgroup import CpuStat
-from agent.collect.cpu import CpuSampler, quota_percent, throttled_percent
+from agent.collect.cpu import CpuSampler, ProcStatCpuPercent, quota_percent, throttled_percent
 from agent.collect.readings import CpuUsage
-from agent.errors import NoData
+from agent.errors import CollectorError, NoData
 from agent.lifecycle.samples import typed_bodies
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -266,3 +267,63 @@ def test_a_window_under_half_a_second_sends_nothing() -> None:
     assert "sys.cpu.percent.avg" in sample.metrics
     with pytest.raises(NoData):  # and straight after, again nothing
         sampler.collect()
+
+
+def _stat(lines: list[str]) -> str:
+    return "cpu  1 2 3 4 5 6 7 8 9 10\n" + "".join(f"{line}\n" for line in lines) + "intr 1 2\n"
+
+
+STAT_BEFORE = [
+    "cpu0 100 5 50 800 20 1 2 0 0 0",
+    "cpu1 300 0 100 500 0 0 0 10 30 4",
+    "cpu2 10 0 10 100 0 0 0 0 0 0",
+]
+STAT_AFTER = [
+    "cpu0 160 5 70 900 40 1 4 0 0 0",  # busy 82 of 202 ticks
+    "cpu1 400 0 150 500 0 0 0 20 60 6",  # guest 30+2 inside user/nice: not counted twice
+    "cpu2 10 0 10 100 0 0 0 0 0 0",  # nothing happened: 0.0, not a division by zero
+]
+
+
+def test_proc_stat_reader_gives_psutils_figures(tmp_path: Path) -> None:
+    """The same two /proc/stat texts give exactly what psutil.cpu_percent(percpu=True) gives
+    (psutil pointed at the fixture through its PROCFS_PATH)."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    stat = proc / "stat"
+    stat.write_text(_stat(STAT_BEFORE))
+    ours = ProcStatCpuPercent(proc)
+    assert ours() == [0.0, 0.0, 0.0]  # nothing to compare with yet
+    saved = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = str(proc)
+    try:
+        psutil.cpu_percent(interval=None, percpu=True)  # psutil's own first reading
+        stat.write_text(_stat(STAT_AFTER))
+        theirs = psutil.cpu_percent(interval=None, percpu=True)
+    finally:
+        psutil.PROCFS_PATH = saved
+    assert ours() == theirs == [40.6, 100.0, 0.0]
+
+
+def test_proc_stat_reader_matches_cpus_by_name(tmp_path: Path) -> None:
+    """A CPU going offline drops out without shifting the others; one coming back reads 0.0
+    once (nothing to compare it with)."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    stat = proc / "stat"
+    stat.write_text(_stat(STAT_BEFORE))
+    ours = ProcStatCpuPercent(proc)
+    ours()
+    stat.write_text(_stat([STAT_AFTER[0], STAT_AFTER[2]]))
+    assert ours() == [40.6, 0.0]
+    stat.write_text(_stat([STAT_AFTER[0], STAT_AFTER[1], STAT_AFTER[2]]))
+    assert ours() == [0.0, 0.0, 0.0]
+
+
+def test_proc_stat_reader_names_an_unreadable_file(tmp_path: Path) -> None:
+    """No /proc/stat, or a damaged cpu line: a CollectorError naming the file."""
+    with pytest.raises(CollectorError, match="stat"):
+        ProcStatCpuPercent(tmp_path)()
+    (tmp_path / "stat").write_text(_stat(["cpu0 1 2 x 4 5 6 7 8 9 10"]))
+    with pytest.raises(CollectorError, match="unreadable line"):
+        ProcStatCpuPercent(tmp_path)()

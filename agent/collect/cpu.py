@@ -19,12 +19,14 @@ the host's list is what psutil measures and what the endpoint describes
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import psutil
 
-from agent.collect.base import Clock, Number, Roots, Sample
+from agent.collect.base import Clock, Number, Roots, Sample, read_kept
 from agent.collect.cgroup import (
     Cgroup,
     CpuStat,
@@ -46,6 +48,53 @@ _CGROUP_RATES = ("sys.cpu.percent.avg", "sys.cpu.throttled_percent", "sys.cpu.th
 def host_cpu_percent() -> list[float]:
     """Return psutil's per-CPU utilisation since its previous call (the default reader)."""
     return psutil.cpu_percent(interval=None, percpu=True)
+
+
+def _percent(prev: Sequence[int], now: Sequence[int]) -> float:
+    """psutil's per-CPU formula on tick deltas: busy over total, guest time not counted twice
+    (the kernel counts it in user and nice too), idle and iowait not busy, one decimal."""
+    deltas = [max(0, b - a) for a, b in zip(prev, now, strict=False)]
+    n = len(deltas)
+    total = sum(deltas) - (deltas[8] if n > 8 else 0) - (deltas[9] if n > 9 else 0)
+    busy = total - deltas[3] - (deltas[4] if n > 4 else 0)
+    return round(busy / total * 100, 1) if total > 0 else 0.0
+
+
+class ProcStatCpuPercent:
+    """Per-CPU utilisation since the previous call, as psutil.cpu_percent(percpu=True) gives it.
+
+    /proc/stat stays open and only its cpuN lines are parsed, in integer ticks; psutil
+    reopens the file, converts every field to seconds and builds a tuple per CPU, which
+    was a tenth of an idle agent's CPU at 1 s. CPUs are matched by name, so one going
+    offline does not shift the others' figures. The first call has nothing to compare
+    with and reads 0.0 for each CPU (the sampler primes with it).
+    """
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self._path = proc / "stat"
+        self._prev: dict[str, list[int]] = {}
+
+    def _read(self) -> dict[str, list[int]]:
+        try:
+            text = read_kept(self._path)
+        except NoData as exc:
+            raise CollectorError(str(exc)) from None
+        rows: dict[str, list[int]] = {}
+        for line in text.splitlines()[1:]:  # the first line sums every CPU
+            if not line.startswith("cpu"):
+                break  # the cpuN lines come first, together
+            name, *fields = line.split()[:11]  # psutil's ten fields, user .. guest_nice
+            try:
+                rows[name] = [int(f) for f in fields]
+            except ValueError:
+                raise CollectorError(f"{self._path}: unreadable line {line[:60]!r}") from None
+        return rows
+
+    def __call__(self) -> list[float]:
+        """Return each CPU's busy percentage since the previous call, in /proc/stat's order."""
+        now = self._read()
+        prev, self._prev = self._prev, now
+        return [_percent(prev[name], ticks) if name in prev else 0.0 for name, ticks in now.items()]
 
 
 def quota_percent(prev: CpuStat, now: CpuStat, quota_cpus: float, wall_ms: int) -> float:
@@ -81,11 +130,15 @@ class CpuSampler:
         *,
         roots: Roots = Roots(),
         pid: int | None = None,
-        cpu_percent: CpuPercent = host_cpu_percent,
+        cpu_percent: CpuPercent | None = None,
         per_core: bool = False,
         clock: Clock = now_ms,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        # The default reads /proc/stat as psutil would (per sampler: no state shared).
+        windowed = cpu_percent is None or cpu_percent is host_cpu_percent
+        if cpu_percent is None:
+            cpu_percent = ProcStatCpuPercent(roots.proc)
         self._cpu_percent = cpu_percent
         self._monotonic = monotonic
         self._per_core = per_core
@@ -95,11 +148,14 @@ class CpuSampler:
         # Priming: psutil measures since its previous call, so the first real sample would
         # otherwise cover nothing (the SDK's first sample is a meaningless 0.0); the cgroup's
         # counters likewise, read now when a quota binds.
-        host_cpus = len(cpu_percent())
+        try:
+            host_cpus = len(cpu_percent())
+        except CollectorError:  # collect() raises it again, on schedule, for the log
+            host_cpus = os.cpu_count() or 1
         self._read_at = monotonic()  # when psutil's window began
         # The window rule is psutil's: "since its previous call". A reader given by a test
         # (fixture values) has no window, and is read as asked.
-        self._windowed = cpu_percent is host_cpu_percent
+        self._windowed = windowed
         self._prev: tuple[int, CpuStat] | None = None
         cg = self._cgroup
         # A cgroup file that cannot be read now must not stop the agent from starting:
