@@ -41,6 +41,7 @@ _secrets: set[str] = set()  # the one global: set by the entry point, read by th
 _pending: tuple[int, str, TextIO, logging.Handler] | None = None
 _pending_lock = threading.Lock()
 _broken: str | None = None  # why the log stream failed, if it did
+_debug_off = False  # configure() chose a level above debug: .debug() returns at once
 
 
 class _SafeStream:
@@ -137,9 +138,10 @@ class _RedactingRenderer:
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Set up structlog; route stdlib loggers (urllib3) through the same renderer."""
-    global _pending
+    global _pending, _debug_off
     stream = cast("TextIO", _SafeStream(stream if stream is not None else sys.stderr))
     numeric = _LEVELS.get(level, logging.INFO)
+    _debug_off = numeric > logging.DEBUG
     handler = logging.StreamHandler(stream)
     handler.setFormatter(_FirstUseFormatter(handler))
     root = logging.getLogger()
@@ -255,6 +257,22 @@ def get_logger(name: str | None = None) -> Logger:
     return cast(Logger, _Logger(name))
 
 
+def _drop(*args: object, **kwargs: object) -> None:
+    return None
+
+
+def keep_out_unused_renderers() -> None:
+    """In the agent's own process: stop structlog loading rich and better-exceptions.
+
+    structlog.dev imports them when they are installed (comet_ml brings rich) to render
+    exceptions; the agent renders plain tracebacks, so they would only hold ~5 MB of
+    memory for the life of the daemon. Python's import system refuses a module whose
+    sys.modules entry is None; one already imported is left alone.
+    """
+    for name in ("rich", "better_exceptions"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 class _Logger:
     """A structlog logger that imports structlog and applies configure() at its first call."""
 
@@ -265,6 +283,10 @@ class _Logger:
         self._real: Any = None
 
     def __getattr__(self, attr: str) -> Any:
+        if _debug_off and attr == "debug":
+            # structlog's filtering logger would drop it too, but its lazy proxy binds a new
+            # logger on every call first: a per-sample debug line cost more than the sample.
+            return _drop
         real = self._real
         if real is None:
             _apply_pending()
