@@ -345,6 +345,22 @@ def _more_fields(args: argparse.Namespace, extra: list[str]) -> bool:
     return all("=" in arg and not arg.startswith("-") for arg in extra)
 
 
+# The commands that sample for a long time; offline, they never open a connection.
+_DAEMONS = frozenset({"agent.commands.start:command", "agent.commands.run:command"})
+
+
+def _keep_out_tls() -> None:
+    """An offline daemon never speaks TLS: keep asyncio (structlog imports it) from loading
+    ssl, whose OpenSSL libraries are ~3 MB of the daemon's memory for its whole life.
+
+    asyncio, urllib.request and http.client import ssl in a try and go on without it;
+    offline is for good (a run may fall back from online to offline, never back), so
+    nothing in this process would use it. Python refuses a module whose sys.modules
+    entry is None; one imported already is left alone.
+    """
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comet-agent command line and return the exit status."""
     parser = build_parser()
@@ -362,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.config import load_settings
     from agent.errors import AgentError, ConfigError, UsageError
 
+    if argv is None:  # the comet-agent process itself, not a caller in its own process
+        log.keep_out_unused_renderers()
+
     try:
         settings = load_settings(
             flags=_flags(args), config_path=_path(getattr(args, "config", None))
@@ -371,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log.add_secret(settings.api_key)
     log.configure(settings.log_level, settings.log_format)
+    if argv is None and settings.offline and args.handler in _DAEMONS:
+        _keep_out_tls()
     try:
         return _resolve(args.handler)(args, settings)
     except (ConfigError, UsageError) as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
+import random
 import shutil
 import string
 import zipfile
@@ -142,7 +142,9 @@ def _member(name: str) -> bool:
 
 
 def _letters() -> str:
-    return "".join(secrets.choice(string.ascii_letters) for _ in range(6))
+    # SystemRandom, as secrets does, without secrets' import of hmac and hashlib (memory the
+    # daemon would hold for one name at the end).
+    return "".join(random.SystemRandom().choice(string.ascii_letters) for _ in range(6))
 
 
 def _read_experiment(path: Path, problems: list[Problem]) -> dict[str, object]:

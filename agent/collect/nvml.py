@@ -45,6 +45,7 @@ from agent.collect.gpu_types import (
     shown,
     whole,
 )
+from agent.collect.nvml_library import LIBRARY
 from agent.errors import CollectorError, GpuLost, NoData, Unsupported
 
 T = TypeVar("T")
@@ -113,7 +114,7 @@ def _unavailable(exc: Exception) -> NvmlUnavailable:
     """Say why NVML did not start and what to do about it."""
     off = "GPU sampling is off"
     if isinstance(exc, pynvml.NVMLError_LibraryNotFound):
-        why = "NVML library libnvidia-ml.so.1 not found; install the NVIDIA driver to sample GPUs"
+        why = f"NVML library {LIBRARY} not found; install the NVIDIA driver to sample GPUs"
     elif isinstance(exc, pynvml.NVMLError_DriverNotLoaded):
         why = "NVIDIA driver not loaded; load the nvidia kernel module (check with nvidia-smi)"
     elif isinstance(exc, pynvml.NVMLError_LibRmVersionMismatch):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from agent import log
 from agent.api import bodies
 from agent.collect.base import HealthEvent, Roots, Sample, Sampler
+from agent.collect.nvml_library import missing_library
 from agent.config import Settings
 from agent.errors import CollectorError, NoData
 from agent.lifecycle.samples import Channels, to_messages
@@ -50,11 +51,17 @@ class Sampling:
         """The GPU sampler (made on first use), or None when NVML or the GPUs are not there."""
         if "gpu" in self.groups:
             return self.groups["gpu"][0] if self.groups["gpu"] else None
-        from agent.collect import gpu
 
         def off(reason: str) -> None:
             self.gpu_note = reason
             logger.info("gpu.off", reason=reason)
+
+        missing = missing_library() if self._settings.sample_gpu else None
+        if missing is not None:  # without the driver, pynvml is never imported
+            off(missing)
+            self.groups["gpu"] = []
+            return None
+        from agent.collect import gpu
 
         self._pid = pid
         watched = self._watched_pids if pid else None
