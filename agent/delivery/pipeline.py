@@ -25,7 +25,7 @@ from agent.delivery.outbox import Outbox
 from agent.delivery.sender import Sender, url_suspect
 from agent.delivery.sinks.base import Sink
 from agent.errors import ApiError, OutboxError
-from agent.message import Message, steady_ms
+from agent.message import Kind, Message, steady_ms
 
 if TYPE_CHECKING:
     from agent.delivery.sinks.offline import OfflineSink
@@ -36,6 +36,7 @@ PENDING_MAX = 10_000  # messages held in memory while the outbox cannot be writt
 # ... and their bytes: 10,000 output messages of 500 lines would be a gigabyte, in the
 # training job's cgroup. Counted as the stored JSON would be, plus a dict's worth a message.
 PENDING_MAX_BYTES = 32 * 1024 * 1024
+ARCHIVE_GROUP = 32  # messages per archive write offline (a sample group is about eight)
 SENDER_GRACE_S = 0.5  # past the stop deadline, how long a request in flight may still take
 
 
@@ -184,11 +185,20 @@ class Delivery:
                          dropped=dropped)  # fmt: skip
 
     def _append(self, batch: list[Message]) -> None:
-        """Append `batch` to the archive, all or none: on a disk error it stays whole in
-        `batch` (the caller keeps it)."""
+        """Append `batch` to the archive; on a disk error the unwritten rest stays in `batch`
+        (the caller keeps it).
+
+        A sample's messages go in one write; an output message alone, as it may hold
+        thousands of lines, whose archive lines would all be in memory at once.
+        """
         assert self.archive is not None  # noqa: S101 - offline only
-        self.archive.send_many(batch)
-        batch.clear()
+        while batch:
+            n = 1
+            if batch[0].kind is not Kind.OUTPUT:
+                while n < min(len(batch), ARCHIVE_GROUP) and batch[n].kind is not Kind.OUTPUT:
+                    n += 1
+            self.archive.send_many(batch[:n])
+            del batch[:n]
 
     def _copy(self, batch: Sequence[Message]) -> None:
         """Append what was just queued to the local copy; the outbox stays the durable path."""
