@@ -24,12 +24,11 @@ from dataclasses import replace
 
 from agent import log
 from agent.collect.base import Roots
-from agent.commands.start import install_signals
 from agent.config import Settings
 from agent.errors import UsageError
 from agent.lifecycle.agent import Agent, StateUnusable
 from agent.lifecycle.ending import StderrTail, exception_line
-from agent.lifecycle.hardening import disable_core_dumps
+from agent.lifecycle.startup import disable_core_dumps, install_signals, node_settings
 from agent.wrap.output import OutputStream
 from agent.wrap.process import child_env, run_child
 
@@ -52,10 +51,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         # As a shell would, and before an experiment is created for nothing.
         print(f"comet-agent: {argv[0]}: command not found", file=sys.stderr)
         return 127
-    from agent.lifecycle import sidecar
-    from agent.lifecycle.multinode import identify, is_leader
-
-    settings = sidecar.resolve_key(settings, None, leader=is_leader(identify(env), settings.role))
+    settings = node_settings(settings, env)
     agent = Agent(settings, command=argv, private_state=True, hands_key=True)
     try:
         attachment = agent.open(join_now=False)  # the join starts once the command runs

@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from types import FrameType
 
 from agent import log
 from agent.config import Settings
 from agent.errors import UsageError
 from agent.lifecycle.agent import Agent
-from agent.lifecycle.multinode import identify, is_leader
+from agent.lifecycle.startup import disable_core_dumps, install_signals, node_settings
 from agent.lifecycle.watch import command_of, start_time
 
 logger = log.get_logger(__name__)
 
 
-def install_signals(agent: Agent) -> None:
-    """SIGTERM/SIGINT ask for a clean stop; a second one exits at once (the outbox is on disk)."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if agent.stop_event.is_set():
-            logger.warning("agent.forced_exit", signal=signal.Signals(signum).name)
-            os._exit(128 + signum)
-        agent.stop_event.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
-
-
 def command(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``comet-agent start`` until stopped; return the exit status."""
     from agent.lifecycle import sidecar
-    from agent.lifecycle.hardening import disable_core_dumps
 
     disable_core_dumps()  # the API key is in this process's memory (agent.lifecycle.hardening)
     if args.watch_pid is not None and start_time(args.watch_pid) is None:
@@ -43,10 +27,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             f"--watch-pid {args.watch_pid}: no such process; give the pid of a running one"
         )
 
-    identity = identify(os.environ)
-    settings = sidecar.resolve_key(
-        settings, args.experiment_key_file, leader=is_leader(identity, settings.role)
-    )
+    settings = node_settings(settings, os.environ, args.experiment_key_file)
     # The key is chosen here (or given) and samples are taken from the start; the experiment
     # is made or joined when Comet answers (an outage at start-up loses nothing, restarts
     # nothing), and a follower's or sidecar's key published early is safe to use at once.
