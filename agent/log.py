@@ -155,6 +155,14 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         _apply_pending()
 
 
+def reset() -> None:
+    """Forget configure()'s set-up (for a caller that resets structlog, as tests do)."""
+    global _pending, _debug_off
+    with _pending_lock:
+        _pending = None
+    _debug_off = False
+
+
 def _apply_pending() -> None:
     """Apply the set-up configure() recorded, once, whichever thread logs first."""
     global _pending

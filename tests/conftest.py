@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from agent import log
 from tests.agent_process import reap
 from tests.fakes.comet_server import CometStandIn
 from tests.helpers import CANARY_KEY, TEST_KEYS, clean_env
@@ -48,6 +49,7 @@ def _fresh_logging() -> Iterator[None]:
     """Undo what an in-process main() configured: its stream (capsys's) is closed afterwards."""
     yield
     structlog.reset_defaults()
+    log.reset()
     logging.getLogger().handlers.clear()
 
 

@@ -126,3 +126,20 @@ def test_the_key_is_masked_in_any_case_and_as_a_long_piece(echo: str) -> None:
         CANARY_KEY[i : i + 12].lower() not in shown.lower() for i in range(len(CANARY_KEY) - 11)
     )
     assert shown.startswith("Comet said: bad key ")
+
+
+def test_debug_lines_follow_the_level_each_configure_sets() -> None:
+    """At info a debug call writes nothing (and returns at once); configured for debug again,
+    the next debug call is written."""
+    out = io.StringIO()
+    log.configure("info", "json", out)
+    logger = log.get_logger("t")
+    logger.debug("sample.queued", collector="cpu")
+    logger.info("agent.ready")
+    log.configure("debug", "json", out)
+    logger.debug("sample.queued", collector="memory")
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["event"], e.get("collector")) for e in events] == [
+        ("agent.ready", None),
+        ("sample.queued", "memory"),
+    ]
