@@ -9,21 +9,8 @@ import time
 import pytest
 
 from agent.worker import Overrun, Stopped, Worker
+from tests.fakes.nvml import Hang
 from tests.helpers import wait_until
-
-
-class Blocked:
-    """A call that blocks until released, and says when it started."""
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-        self.started = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self) -> object:
-        self.started.set()
-        self.release.wait(30)
-        return self.value
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -62,10 +49,10 @@ def test_an_overrun_fails_later_calls_fast_until_it_returns() -> None:
     worker = Worker(
         "test-budget", budget_s=0.3, overrun=Wedged, hint="it may be wedged", resume="it resumes"
     )
-    hang = Blocked("late")
+    hang = Hang("late")
     started = time.monotonic()
     with pytest.raises(Wedged) as caught:
-        worker.call("call A", hang)
+        worker.call("call A", hang.read)
     assert time.monotonic() - started < 2
     assert str(caught.value) == "call A took longer than 0.3 s; it may be wedged"
     assert worker.stuck
@@ -87,12 +74,12 @@ def test_an_overrun_fails_later_calls_fast_until_it_returns() -> None:
 def test_a_call_queued_behind_an_overrun_is_never_run() -> None:
     """A call given up before it started does not run when the worker gets to it."""
     worker = Worker("test-queued", budget_s=0.3)
-    first = Blocked(1)
+    first = Hang(1)
     errors: list[Exception] = []
 
     def call_first() -> None:
         try:
-            worker.call("first", first)
+            worker.call("first", first.read)
         except Overrun as exc:
             errors.append(exc)
 
@@ -115,12 +102,12 @@ def test_the_stop_event_releases_a_waiting_caller() -> None:
     """Stop: no budget, the caller waits until the event is set, then gets Stopped."""
     stopping = threading.Event()
     worker = Worker("test-stop", stopping=stopping)
-    slow = Blocked("answer")
+    slow = Hang("answer")
     caller_saw: list[BaseException | object] = []
 
     def caller() -> None:
         try:
-            caller_saw.append(worker.call("keep-alive", slow))
+            caller_saw.append(worker.call("keep-alive", slow.read))
         except Stopped as exc:
             caller_saw.append(exc)
 
