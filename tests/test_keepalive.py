@@ -8,6 +8,8 @@ import pytest
 
 from agent.config import load_settings
 from agent.lifecycle.keepalive import INITIAL_BEAT_S, IntervalPolicy
+from tests.fakes.comet_server import CometStandIn
+from tests.helpers import CANARY_KEY, TEST_KEYS, wait_until
 
 
 def _policy(tmp_path: Path, env: dict[str, str] | None = None) -> IntervalPolicy:
@@ -154,3 +156,32 @@ def test_a_restart_resumes_with_the_intervals_the_server_set(tmp_path: Path) -> 
     with Outbox(tmp_path / "outbox.db") as box:
         user.bind(box, None)
     assert (user.policy.current.cpu_s, user.policy.current.beat_s) == (7.0, 2.0)
+
+
+def test_stopping_releases_a_beat_in_flight_and_sends_no_more(
+    tmp_path: Path, server: CometStandIn
+) -> None:
+    """A slow keep-alive: stop releases the job at once; a beat queued behind it is never sent."""
+    import threading
+    import time
+
+    from agent.api.client import CometClient
+    from agent.lifecycle.heartbeat import Heartbeat
+    from agent.log import RateLimiter
+    from agent.schedule import Scheduler
+
+    stopping = threading.Event()
+    beat = Heartbeat(_policy(tmp_path), Scheduler(), RateLimiter(), stopping)
+    beat.key = TEST_KEYS[0]
+    server.fail("keep-alive", mode="slow", delay_s=2.0)
+    with CometClient(api_key=CANARY_KEY, url_override=server.url, timeout_s=10) as client:
+        beat.client = client
+        threading.Timer(0.5, stopping.set).start()
+        started = time.monotonic()
+        assert beat.beat() is False
+        assert beat.beat() is False  # after the stop: given up before it started
+        assert time.monotonic() - started < 1.8  # released before the slow answer came
+        wait_until(lambda: server.count("keep-alive", ok_only=False) >= 1, timeout_s=10)
+        time.sleep(1.0)  # room for a second request, were it sent
+    assert server.count("keep-alive", ok_only=False) == 1
+    assert beat.last == {}  # an abandoned beat records nothing

@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from agent.collect.budget import BudgetedWorker, Overrun
 from agent.collect.gpu_types import (
     GpuReading,
     GpuStatic,
@@ -47,6 +46,7 @@ from agent.collect.gpu_types import (
 )
 from agent.collect.nvml_library import LIBRARY
 from agent.errors import CollectorError, GpuLost, NoData, Unsupported
+from agent.worker import Stopped, Worker
 
 T = TypeVar("T")
 _EVENT_POLL_LIMIT = 64  # events drained per poll, so a storm cannot keep a sample busy
@@ -56,7 +56,7 @@ class NvmlUnavailable(CollectorError):
     """NVML cannot start here (no library, no driver, version mismatch): GPU sampling is off."""
 
 
-class NvmlStuck(Overrun):
+class NvmlStuck(CollectorError):
     """An NVML call overran its time budget; the driver may be wedged."""
 
 
@@ -219,12 +219,12 @@ class Nvml:
         self._pcie_slow_at: dict[str, float] = {}  # device → when the slow call last ran
         self._deadline: float | None = None  # monotonic time the current sample must end by
         self._event_uuids: dict[object, object] = {}  # registered handle → its UUID
-        self._worker = BudgetedWorker(
-            timeout_s,
-            name="nvml",
+        self._worker = Worker(
+            "nvml",
+            budget_s=timeout_s,
+            overrun=NvmlStuck,
             hint="the driver may be wedged",
             resume="GPU sampling resumes when it returns",
-            error=NvmlStuck,
         )
         try:
             self._run("nvmlInit", "", self._lib.nvmlInit, raw=True)
@@ -271,6 +271,8 @@ class Nvml:
             return self._worker.call(f"NVML call {call}{_on(where)}", fn)
         except CollectorError:
             raise
+        except Stopped:  # closed by another thread since the check above
+            raise CollectorError(f"NVML {call}{_on(where)}: NVML is already shut down") from None
         except Exception as exc:  # every binding exception is handled here, at the one boundary
             if raw and isinstance(exc, pynvml.NVMLError):
                 raise

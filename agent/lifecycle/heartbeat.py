@@ -1,17 +1,15 @@
 """The keep-alive: beat, fold the answer into the intervals, reschedule the jobs that changed.
 
-The call runs on one long-lived daemon thread of its own: the scheduler's
-pool threads are joined at shutdown and again at interpreter exit, so a
-keep-alive waiting out its read timeout there would hold the stop past its
-deadline. Once the agent is stopping, a beat in flight is abandoned.
+The call runs on one long-lived daemon thread of its own (``agent.worker``):
+the scheduler joins its job threads at shutdown, so a keep-alive waiting out
+its read timeout in one would hold the stop past its deadline. Once the agent
+is stopping, the job stops waiting and a beat in flight is abandoned.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent import log
@@ -19,6 +17,7 @@ from agent.errors import ApiError, OutboxError
 from agent.lifecycle.keepalive import IntervalPolicy
 from agent.message import now_ms
 from agent.schedule import Scheduler
+from agent.worker import Stopped, Worker
 
 if TYPE_CHECKING:
     from agent.api.client import CometClient
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 logger = log.get_logger(__name__)
 JOBS = (("heartbeat", "beat_s"), ("sample.cpu", "cpu_s"), ("sample.gpu", "gpu_s"))
 INTERVALS_KEY = "intervals."  # + experiment key, in the outbox's state table
-_STOPPED = object()
 
 
 class Heartbeat:
@@ -44,7 +42,7 @@ class Heartbeat:
         self.policy = policy
         self._scheduler = scheduler
         self._limiter = limiter
-        self._worker = _Worker(stopping)
+        self._worker = Worker("keep-alive", stopping=stopping)
         self.last: dict[str, object] = {}
         self.client: CometClient | None = None
         self.key = ""
@@ -78,12 +76,14 @@ class Heartbeat:
             return False
         at = now_ms()
         try:
-            answer = self._worker.call(lambda: client.call("keep-alive", experiment_key=key))
+            answer = self._worker.call(
+                "keep-alive", lambda: client.call("keep-alive", experiment_key=key)
+            )
+        except Stopped:
+            return False
         except ApiError as exc:
             self.last = {"at_ms": at, "ok": False, "error": str(exc)}
             raise
-        if answer is _STOPPED:
-            return False
         self.last = {"at_ms": at, "ok": True, "answer": answer}
         if self._sender is not None:
             self._sender.recovered()  # Comet answers: the sender's back-offs end too
@@ -118,43 +118,3 @@ class Heartbeat:
         except OutboxError as exc:  # a full disk: the intervals still hold in this process
             if self._limiter.check("keepalive.save_failed") is not None:
                 logger.warning("keepalive.save_failed", error=str(exc))
-
-
-class _Worker:
-    """One daemon thread for the keep-alive calls (one long-lived thread, not one per beat)."""
-
-    def __init__(self, stopping: threading.Event) -> None:
-        self._stopping = stopping
-        self._calls: queue.SimpleQueue[tuple[Callable[[], object], _Outcome]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def call(self, fn: Callable[[], object]) -> object:
-        """Return `fn()` (or raise its error); _STOPPED once the agent is stopping."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="keep-alive", daemon=True)
-            self._thread.start()
-        outcome = _Outcome()
-        self._calls.put((fn, outcome))
-        while not outcome.done.wait(0.1):
-            if self._stopping.is_set():
-                return _STOPPED
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.value
-
-    def _run(self) -> None:
-        while True:
-            fn, outcome = self._calls.get()
-            try:
-                outcome.value = fn()
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting job, which raises it
-                outcome.error = exc
-            finally:
-                outcome.done.set()
-
-
-class _Outcome:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: object = None
-        self.error: Exception | None = None
