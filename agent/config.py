@@ -113,6 +113,9 @@ OPTIONS: tuple[Option, ...] = (
            shown_default="~/.local/state/comet-agent"),
     Option("agent", "stop_timeout_s", float, 10.0,
            "on stop, how long to keep sending what is queued", minimum=0, maximum=3600),
+    Option("agent", "adopt_interval_s", float, 60.0,
+           "start: how often to take in and send the outbox of a `run` killed beside it "
+           "(<state>/runs/<pid>)", minimum=1, maximum=3600),
     Option("agent", "key_file_timeout_s", float, 300.0,
            "sidecar: how long to wait for --experiment-key-file to appear", minimum=0,
            maximum=86400),
@@ -247,6 +250,7 @@ class Settings:
     api_key_file: Path | None = None
     state_directory: Path = Path()
     stop_timeout_s: float = 10.0
+    adopt_interval_s: float = 60.0
     key_file_timeout_s: float = 300.0
     quiet_sdk: bool = True
     role: str = "auto"

@@ -428,6 +428,28 @@ def test_a_keep_alive_success_ends_the_outage_for_the_sender(
         sender.stop()
 
 
+def test_an_endpoint_failing_while_others_succeed_keeps_its_back_off(
+    box: Outbox, sink: RestSink, server: CometStandIn
+) -> None:
+    """Load metrics answer 503 while metric batches go through: five successes elsewhere do
+    not cut its 30 s back-off short (one retry at most: the first success since it began
+    may end an outage), and its message is kept, not lost."""
+    server.outage(status=503, routes={"add-load-metrics"})
+    sender = Sender(box, sink, backoff=SLOW, rand=Random(0))
+    box.put(load(0))
+    sender.start()
+    try:
+        wait_until(lambda: server.count("add-load-metrics", ok_only=False) >= 1, timeout_s=10)
+        for n in range(5):
+            box.put(metrics(10 * n))
+            sender.wake()
+            wait_until(lambda n=n: len(server.metric_items()) >= 10 * (n + 1), timeout_s=10)
+        assert server.count("add-load-metrics", ok_only=False) <= 2  # was: one per success
+        assert box.pending() and loads_received(server) == []
+    finally:
+        sender.stop()
+
+
 def test_the_stop_flush_does_not_wait_for_a_back_off_from_before_the_recovery(
     box: Outbox, sink: RestSink, server: CometStandIn
 ) -> None:

@@ -3,7 +3,11 @@
 Three kinds of wait, kept apart because they end differently:
 
 * back-off of one endpoint (a retryable HTTP error) or of all (``ALL``: no
-  answer at all), growing with consecutive failures, reset by a success;
+  answer at all), growing with consecutive failures, reset by its own success.
+  A success elsewhere (a keep-alive's too) ends it only when its streak of
+  failures began after the last success: then the server was down for all,
+  and is back. A streak that began while others succeeded is the endpoint's
+  own trouble and keeps its back-off (no retry after every success elsewhere);
 * a throttle *incident* of one endpoint (wire §4.2): exactly what the 429
   asked, 60 s when it asked nothing; remembered in ``throttled_ever``;
 * the auth pause: everything waits ``backoff.wait_max`` after a 401/403.
@@ -30,6 +34,7 @@ THROTTLE_DEFAULT_S = 60.0  # wire §4.2: a 429 without Retry-After-Custom parks 
 class _Gate:
     until_ms: int = 0
     failures: int = 0  # in a row, for the exponential back-off
+    since_ms: int = 0  # when this streak of failures began
 
 
 class Gates:
@@ -45,6 +50,7 @@ class Gates:
         self.throttled_ever = False
         self.paused_auth = False
         self.paused_url = False  # every endpoint answered 404: the server URL is wrong
+        self._answered_ms = 0  # when Comet last took a request (a keep-alive included)
 
     def after(self, wait_s: float) -> int:
         """Return the epoch ms `wait_s` from now, rounded up (never a ms early)."""
@@ -82,7 +88,7 @@ class Gates:
     def defer(self, where: str, retry_after_s: float | None) -> tuple[int, float]:
         """Close `where` (an endpoint or ALL) for the next back-off; return (until_ms, wait_s)."""
         with self._lock:
-            gate = self._gates.setdefault(where, _Gate())
+            gate = self._gates.setdefault(where, _Gate(since_ms=self._clock()))
             gate.failures += 1
             wait_s = self._backoff.delay(gate.failures, retry_after_s, self._rand)
             gate.until_ms = self.after(wait_s)
@@ -100,17 +106,22 @@ class Gates:
     def pause_auth(self) -> int:
         """Close every endpoint for ``wait_max`` (a rotated key may come back); return until."""
         with self._lock:
-            until_ms = self.after(self._backoff.wait_max)
-            self._gates[ALL] = _Gate(until_ms, self._gates.get(ALL, _Gate()).failures + 1)
+            until_ms = self._pause_all()
             self.paused_auth = True
         return until_ms
 
     def pause_url(self) -> int:
         """Close every endpoint for ``wait_max``: the URL is wrong (404s); return until."""
         with self._lock:
-            until_ms = self.after(self._backoff.wait_max)
-            self._gates[ALL] = _Gate(until_ms, self._gates.get(ALL, _Gate()).failures + 1)
+            until_ms = self._pause_all()
             self.paused_url = True
+        return until_ms
+
+    def _pause_all(self) -> int:
+        """Close ALL for ``wait_max``, as one more failure of its streak (lock held)."""
+        until_ms = self.after(self._backoff.wait_max)
+        was = self._gates.get(ALL) or _Gate(since_ms=self._clock())
+        self._gates[ALL] = _Gate(until_ms, was.failures + 1, was.since_ms)
         return until_ms
 
     @property
@@ -119,28 +130,52 @@ class Gates:
         return self.paused_auth or self.paused_url
 
     def succeeded(self, endpoint: str) -> bool:
-        """Reset every back-off (Comet answers again); return whether auth had been paused."""
-        # Not only `endpoint`'s: an outage closed every gate, and one 200 ends it for all. A
-        # typed endpoint left waiting out its 60 s back-off would reach the stop flush unsent.
+        """Comet took a request of `endpoint`: end its back-off, the shared one and the pauses,
+        and the others' back-offs earned in an outage; return whether auth had been paused."""
         with self._lock:
-            self._gates.clear()
+            self._gates.pop(endpoint, None)
+            self._gates.pop(ALL, None)
             was_paused, self.paused_auth = self.paused_auth, False
             self.paused_url = False
+            self._end_outage()
         return was_paused
 
-    def reopen(self, *, auth: bool = True) -> bool:
-        """End every back-off (and the pauses, unless not `auth`); return whether one was on.
+    def reopen(self, *, answered: bool) -> bool:
+        """End back-offs now; return whether one was on. Throttle incidents stay: Comet asked
+        for them and nothing but their time ends them.
 
-        Throttle incidents stay: Comet asked for them and nothing but their time ends them.
+        `answered`: Comet took another request (the keep-alive), so the back-offs of an outage
+        end, the pauses too if their streak is one. Not `answered` (the stop flush's last try):
+        every back-off ends but the pauses (retrying cannot end them), and no success is
+        recorded, so an endpoint failing on its own keeps its streak.
         """
         with self._lock:
-            closed = bool(self._gates)
-            if auth or not (self.paused_auth or self.paused_url):
-                self._gates.clear()
+            if answered:
+                return self._end_outage()
+            now = self._clock()
+            reopened = False
+            for where, gate in self._gates.items():
+                if gate.until_ms > now and not (where == ALL and self.paused):
+                    gate.until_ms = 0  # the failure count stays: a new failure backs off more
+                    reopened = True
+            return reopened
+
+    def _end_outage(self) -> bool:
+        """Record a success now; end the back-offs whose streak began after the one before it
+        (lock held); return whether one was on."""
+        now, last_ok = self._clock(), self._answered_ms
+        self._answered_ms = now
+        reopened = False
+        for where, gate in self._gates.items():
+            if gate.since_ms < last_ok:
+                continue  # began while others succeeded: its own trouble
+            if gate.until_ms > now:
+                gate.until_ms = 0  # the failure count stays: a new failure backs off more
+                reopened = True
+            if where == ALL and self.paused:  # ended, even if its wait was already over
                 self.paused_auth = self.paused_url = False
-            else:  # keep the pause (ALL) but open the endpoints behind it
-                self._gates = {ep: g for ep, g in self._gates.items() if ep == ALL}
-        return closed
+                reopened = True
+        return reopened
 
     def throttled(self) -> dict[str, int]:
         """Return the open throttle incidents: endpoint → until (epoch ms)."""

@@ -187,7 +187,7 @@ class Sender:
             # A back-off earned before Comet came back must not keep its data past the stop
             # (in a sidecar's emptyDir, kept means lost). A throttle stays (Comet asked for
             # it) and so does a pause (the key or the URL: retrying cannot end it).
-            self._reopen(auth=False)
+            self._reopen(answered=False)
         thread = self._thread
         if thread is None or not thread.is_alive() or self._stop.is_set():
             if thread is not None:
@@ -212,18 +212,19 @@ class Sender:
                 self._hurry.clear()
 
     def recovered(self) -> None:
-        """Say Comet answered another request (the keep-alive): every back-off ends now."""
-        self._reopen(auth=True)
+        """Say Comet answered another request (the keep-alive): an outage's back-offs end now."""
+        self._reopen(answered=True)
 
-    def _reopen(self, *, auth: bool) -> None:
-        if self._gates.reopen(auth=auth):
+    def _reopen(self, *, answered: bool) -> None:
+        if self._gates.reopen(answered=answered):
             self._reopen_rows()
             self._wake.set()
 
     def _reopen_rows(self) -> None:
-        """Make the rows that wait out a back-off leasable now (not those of a throttle)."""
+        """Make the rows that wait out an ended back-off leasable now (not those of a throttle,
+        nor of an endpoint still backing off on its own)."""
         try:
-            self._outbox.reopen(exclude=self._gates.throttled())
+            self._outbox.reopen(exclude=self._gates.closed())
         except OutboxError as exc:  # a full disk: they go when their own wait ends
             self._note_error(str(exc))
 
@@ -459,9 +460,10 @@ class Sender:
             self._sent_total += len(group)
             self._last_success_ms = self._clock()
         self._not_found.clear()
-        closed = self._gates.closed() or self._gates.all_closed_until() is not None
+        closed = self._gates.closed()
+        every = self._gates.all_closed_until() is not None
         was_paused = self._gates.succeeded(endpoint)
-        if closed or was_paused:
+        if every or was_paused or closed - self._gates.closed():
             # Rows of the other endpoints wait out their back-off in the outbox too.
             self._reopen_rows()
         if was_paused:

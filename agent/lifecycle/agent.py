@@ -60,7 +60,6 @@ STATUS_EVERY_S = 10.0
 UNJOINED_STATE = "unjoined_keys"  # outbox state: keys whose experiment may not exist yet
 UNJOINED_MAX = 20
 CHECKPOINT_EVERY_S = 30.0
-ADOPT_EVERY_S = 60.0  # how soon a killed `run`'s outbox is taken in by the daemon beside it
 FIRST_SAMPLE_S = 1.0
 
 __all__ = ["Agent", "ChildExit"]
@@ -508,7 +507,7 @@ class Agent:
             self._scheduler.add(
                 "outbox.adopt",
                 guarded("outbox.adopt", adopt, self._limiter),
-                ADOPT_EVERY_S,
+                self.settings.adopt_interval_s,
                 run_now=False,
             )
         period = watchdog_period_s(self._environ)

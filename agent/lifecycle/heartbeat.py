@@ -86,7 +86,7 @@ class Heartbeat:
             raise
         self.last = {"at_ms": at, "ok": True, "answer": answer}
         if self._sender is not None:
-            self._sender.recovered()  # Comet answers: the sender's back-offs end too
+            self._sender.recovered()  # Comet answers: an outage's back-offs end too
         return self.apply(answer)
 
     def apply(self, answer: object) -> bool:
