@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psutil
-
 from agent.collect.base import Clock, Number, Roots, Sample, read_kept
 from agent.collect.cgroup import (
     Cgroup,
@@ -43,11 +41,6 @@ from agent.message import now_ms
 CpuPercent = Callable[[], Sequence[float]]
 PRESSURE = "sys.cpu.pressure.some_avg10"
 _CGROUP_RATES = ("sys.cpu.percent.avg", "sys.cpu.throttled_percent", "sys.cpu.throttled_s")
-
-
-def host_cpu_percent() -> list[float]:
-    """Return psutil's per-CPU utilisation since its previous call (the default reader)."""
-    return psutil.cpu_percent(interval=None, percpu=True)
 
 
 def _percent(prev: Sequence[int], now: Sequence[int]) -> float:
@@ -136,7 +129,7 @@ class CpuSampler:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         # The default reads /proc/stat as psutil would (per sampler: no state shared).
-        windowed = cpu_percent is None or cpu_percent is host_cpu_percent
+        windowed = cpu_percent is None
         if cpu_percent is None:
             cpu_percent = ProcStatCpuPercent(roots.proc)
         self._cpu_percent = cpu_percent
@@ -152,7 +145,7 @@ class CpuSampler:
             host_cpus = len(cpu_percent())
         except CollectorError:  # collect() raises it again, on schedule, for the log
             host_cpus = os.cpu_count() or 1
-        self._read_at = monotonic()  # when psutil's window began
+        self._read_at = monotonic()  # when the reader's window began
         # The window rule is psutil's: "since its previous call". A reader given by a test
         # (fixture values) has no window, and is read as asked.
         self._windowed = windowed
@@ -176,7 +169,7 @@ class CpuSampler:
         percents = self._cpu_percent()
         self._read_at = self._monotonic()
         if not percents:
-            raise NoData("psutil reported no CPUs")
+            raise NoData("/proc/stat lists no CPUs")
         metrics: dict[str, Number] = {"sys.cpu.percent.avg": sum(percents) / len(percents)}
         if self._per_core:
             for i, value in enumerate(percents, start=1):

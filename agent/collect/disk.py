@@ -46,10 +46,6 @@ class IoTotals:
     write_bytes: int
 
 
-def _host_disk_counters() -> DiskCounters | None:
-    return psutil.disk_io_counters()
-
-
 def _diskstats_line(fields: list[str]) -> tuple[str, int, int] | None:
     """(name, sectors read, sectors written) of one /proc/diskstats line, psutil's layouts."""
     n = len(fields)
@@ -117,12 +113,12 @@ class DiskSampler:
         *,
         path: Path = Path("/"),
         disk_usage: Callable[[str], DiskUsage] = psutil.disk_usage,
-        disk_io_counters: Callable[[], DiskCounters | None] = _host_disk_counters,
+        disk_io_counters: Callable[[], DiskCounters | None] | None = None,
         clock: Clock = now_ms,
     ) -> None:
         self._path = str(path)
         self._usage = disk_usage
-        self._counters = disk_io_counters
+        self._counters = DiskstatsReader() if disk_io_counters is None else disk_io_counters
         self._clock = clock
         self._prev: tuple[int, tuple[int, int]] | None = None
         self._prev = self._read_io(clock())  # priming: the first rate needs a reading before it
@@ -130,7 +126,7 @@ class DiskSampler:
     def _read_io(self, stamp: int) -> tuple[int, tuple[int, int]] | None:
         try:
             io = self._counters()
-        except (OSError, RuntimeError):  # RuntimeError: psutil found no /proc/diskstats
+        except (OSError, RuntimeError, CollectorError):  # a reader given by a caller may raise
             return None
         return None if io is None else (stamp, (io.read_bytes, io.write_bytes))
 
