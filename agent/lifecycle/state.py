@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the producers' types, for the converters only: `status` loa
 LOCK_NAME = "agent.lock"
 OUTBOX_NAME = "outbox.sqlite3"
 STATUS_NAME = "status.json"
-INT_LIMIT = 1 << 63
+INT_LIMIT = 1 << 63  # what SQLite and C hold: a larger integer in status.json is damage
 PID_LIMIT = 1 << 22  # Linux's PID_MAX_LIMIT: a larger "pid" is damage, and os.kill would overflow
 
 
