@@ -71,11 +71,15 @@ def _source(path: Path | None, settings: Settings) -> Path:
 
 def _from_state(state: Path) -> Path:
     """The archive the agent on `state` writes (offline) or keeps as a local copy (online)."""
-    snapshot = read_status(state) or {}
-    archive = snapshot.get("archive")
-    if isinstance(archive, str) and Path(archive).exists():
+    snapshot = read_status(state)
+    archive = snapshot.archive if snapshot is not None else None
+    try:
+        found = archive is not None and Path(archive).exists()
+    except OSError:  # a damaged snapshot's name, too long for a path: gone as well
+        found = False
+    if archive is not None and found:
         return Path(archive)
-    if isinstance(archive, str):
+    if archive is not None:
         raise UsageError(f"the archive of the agent on {state}, {archive}, is gone")
     raise UsageError(
         f"the agent on {state} keeps no archive: it sends online without a local copy; "

@@ -17,7 +17,7 @@ from pathlib import Path
 from agent.config import Settings
 from agent.delivery.outbox_db import count_dead, requeue_dead
 from agent.errors import UsageError
-from agent.lifecycle.state import OUTBOX_NAME, STATUS_NAME, read_status
+from agent.lifecycle.state import OUTBOX_NAME, STATUS_NAME, StatusSnapshot, read_status
 
 STALE_S = 30.0  # three missed snapshots
 
@@ -34,7 +34,8 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     # From the outbox files, not the snapshot: a run's last snapshot predates its stop flush.
     report["dead_letters"] = dead = dead_letters(settings.state_directory)
     if args.json:
-        print(json.dumps({**report, "snapshot": snapshot}, indent=2, default=str))
+        shown = snapshot.as_json() if snapshot is not None else None
+        print(json.dumps({**report, "snapshot": shown}, indent=2, default=str))
     else:
         print(render(report, snapshot))
         if dead:
@@ -73,7 +74,7 @@ def _outboxes(state: Path) -> list[Path]:
     return [path for path in found if path.is_file()]
 
 
-def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, object]:
+def assess(snapshot: StatusSnapshot | None, *, now_ms: int) -> dict[str, object]:
     """Decide health from a snapshot: running, delivering, not paused, outbox writable."""
     problems: list[str] = []
     if snapshot is None:
@@ -82,39 +83,36 @@ def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, o
             "healthy": False,
             "problems": ["no agent has run on this state directory (no status.json)"],
         }
-    pid = snapshot.get("pid")
-    updated = snapshot.get("updated_ms")
-    running = bool(snapshot.get("running")) and isinstance(pid, int) and _alive(pid)
-    if running and isinstance(updated, int) and now_ms - updated > STALE_S * 1000:
+    pid, updated = snapshot.pid, snapshot.updated_ms
+    running = snapshot.running and pid is not None and _alive(pid)
+    if running and updated is not None and now_ms - updated > STALE_S * 1000:
         problems.append(
             f"the agent (pid {pid}) has not updated its status for "
             f"{(now_ms - updated) / 1000:.0f} s; it may be hung"
         )
-    clean = not running and snapshot.get("stopped_cleanly") is True
+    clean = not running and snapshot.stopped_cleanly
     if not running and not clean:
         problems.append("the agent is not running (it did not stop cleanly: killed, or crashed)")
-    sender = _map(snapshot.get("sender"))
-    if sender.get("paused_auth") or sender.get("paused_url"):
-        problems.append(f"sending is paused: {sender.get('last_error')}")
-    outbox = _map(snapshot.get("outbox"))
-    intervals = _map(snapshot.get("intervals"))
-    oldest = outbox.get("oldest_created_ms")
-    cpu_s = intervals.get("cpu_s")
-    limit_s = max(300.0, 10 * float(cpu_s)) if isinstance(cpu_s, int | float) else 300.0
-    if running and isinstance(oldest, int) and (now_ms - oldest) / 1000 > limit_s:
+    sender = snapshot.sender
+    last_error = sender.last_error if sender is not None else None
+    if sender is not None and (sender.paused_auth or sender.paused_url):
+        problems.append(f"sending is paused: {last_error}")
+    oldest = snapshot.outbox.oldest_created_ms if snapshot.outbox is not None else None
+    cpu_s = snapshot.intervals.cpu_s
+    limit_s = max(300.0, 10 * cpu_s) if cpu_s is not None else 300.0
+    if running and oldest is not None and (now_ms - oldest) / 1000 > limit_s:
         problems.append(
             f"the oldest queued message is {(now_ms - oldest) / 1000:.0f} s old; "
-            f"last error: {sender.get('last_error')}"
+            f"last error: {last_error}"
         )
-    if isinstance(snapshot.get("pending_in_memory"), int) and snapshot["pending_in_memory"]:
+    if snapshot.pending_in_memory:
         problems.append(
-            f"{snapshot['pending_in_memory']} messages are held in memory: the "
+            f"{snapshot.pending_in_memory} messages are held in memory: the "
             "outbox cannot be written (disk full?)"
         )
-    beat = _map(snapshot.get("last_beat"))
-    beat_s = intervals.get("beat_s")
-    if running and beat and not beat.get("ok") and isinstance(beat_s, int | float):
-        problems.append(f"the last keep-alive failed: {beat.get('error')}")
+    beat = snapshot.last_beat
+    if running and beat is not None and not beat.ok and snapshot.intervals.beat_s is not None:
+        problems.append(f"the last keep-alive failed: {beat.error}")
     return {
         "running": running,
         "stopped_cleanly": clean,
@@ -123,61 +121,56 @@ def assess(snapshot: Mapping[str, object] | None, *, now_ms: int) -> dict[str, o
     }
 
 
-def render(report: Mapping[str, object], snapshot: Mapping[str, object] | None) -> str:
+def render(report: Mapping[str, object], snapshot: StatusSnapshot | None) -> str:
     """A few readable lines."""
     if snapshot is None:
         return "comet-agent: " + "; ".join(str(p) for p in _list(report.get("problems")))
     now = time.time() * 1000
-    started = snapshot.get("started_ms")
-    age = _ago((now - started) / 1000) if isinstance(started, int | float) else "?"
+    started = snapshot.started_ms
+    age = _ago((now - started) / 1000) if started is not None else "?"
     state = "healthy" if report["healthy"] else "UNHEALTHY"
     run = f"running for {age}" if report["running"] else "not running"
-    updated = snapshot.get("updated_ms")
-    if report.get("stopped_cleanly") and isinstance(updated, int | float):
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(updated / 1000))
+    if report.get("stopped_cleanly") and snapshot.updated_ms is not None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.updated_ms / 1000))
         run = f"stopped cleanly at {stamp}"
-    lines = [f"comet-agent {snapshot.get('version')}, pid {snapshot.get('pid')}, {run} ({state})"]
-    mode = "offline" if snapshot.get("offline") else "online"
-    who = "created by the agent" if snapshot.get("owned") else "attached"
-    role = "leader" if snapshot.get("leader") else "follower"
-    context = _map(snapshot.get("identity")).get("context")
-    link = snapshot.get("link") or ""
+    lines = [f"comet-agent {snapshot.version}, pid {snapshot.pid}, {run} ({state})"]
+    mode = "offline" if snapshot.offline else "online"
+    who = "created by the agent" if snapshot.owned else "attached"
+    role = "leader" if snapshot.leader else "follower"
+    context = snapshot.identity.context if snapshot.identity is not None else None
+    link = snapshot.link or ""
     lines.append(
-        f"experiment  {snapshot.get('experiment_key')} {link}".rstrip()
-        + f"  ({mode}, {who}, {role}{', ' + str(context) if context else ''})"
+        f"experiment  {snapshot.experiment_key} {link}".rstrip()
+        + f"  ({mode}, {who}, {role}{', ' + context if context else ''})"
     )
-    iv = _map(snapshot.get("intervals"))
-    follow = "" if snapshot.get("follow_server", True) else "  [server intervals ignored]"
+    iv = snapshot.intervals
+    follow = "" if snapshot.follow_server else "  [server intervals ignored]"
     lines.append(
-        f"intervals   keep-alive {_s(iv.get('beat_s'))} ({iv.get('beat_source')}) · "
-        f"cpu/ram/load {_s(iv.get('cpu_s'))} ({iv.get('cpu_source')}) · "
-        f"gpu {_s(iv.get('gpu_s'))} ({iv.get('gpu_source')}){follow}"
+        f"intervals   keep-alive {_s(iv.beat_s)} ({iv.beat_source}) · "
+        f"cpu/ram/load {_s(iv.cpu_s)} ({iv.cpu_source}) · "
+        f"gpu {_s(iv.gpu_s)} ({iv.gpu_source}){follow}"
     )
-    beat = _map(snapshot.get("last_beat"))
-    if beat:
-        at = beat.get("at_ms")
-        when = _ago((now - at) / 1000) + " ago" if isinstance(at, int | float) else "?"
-        outcome = "ok" if beat.get("ok") else f"failed: {beat.get('error')}"
+    beat = snapshot.last_beat
+    if beat is not None:
+        when = _ago((now - beat.at_ms) / 1000) + " ago" if beat.at_ms is not None else "?"
+        outcome = "ok" if beat.ok else f"failed: {beat.error}"
         lines.append(f"last beat   {when}: {outcome}")
-        if beat.get("ok"):
-            lines.append(f"            answer {json.dumps(beat.get('answer'))}")
-    outbox = _map(snapshot.get("outbox"))
-    if outbox:
-        oldest = outbox.get("oldest_created_ms")
-        age_text = (
-            f", oldest {_ago((now - oldest) / 1000)}" if isinstance(oldest, int | float) else ""
-        )
+        if beat.ok:
+            lines.append(f"            answer {json.dumps(beat.answer, default=str)}")
+    outbox = snapshot.outbox
+    if outbox is not None:
+        oldest = outbox.oldest_created_ms
+        age_text = f", oldest {_ago((now - oldest) / 1000)}" if oldest is not None else ""
         lines.append(
-            f"outbox      {outbox.get('ready', 0)} waiting{age_text} · "
-            f"{outbox.get('dead', 0)} dead letters · "
-            f"{outbox.get('dropped_total', 0)} dropped at the size cap"
+            f"outbox      {outbox.ready} waiting{age_text} · "
+            f"{outbox.dead} dead letters · "
+            f"{outbox.dropped_total} dropped at the size cap"
         )
-    if snapshot.get("archive"):
-        copy = "" if snapshot.get("offline") else " (local copy)"
-        lines.append(f"archive     {snapshot['archive']}{copy}; draw it: comet-agent report")
-    sender = _map(snapshot.get("sender"))
-    if sender.get("last_error"):
-        lines.append(f"last error  {sender.get('last_error')}")
+    if snapshot.archive:
+        copy = "" if snapshot.offline else " (local copy)"
+        lines.append(f"archive     {snapshot.archive}{copy}; draw it: comet-agent report")
+    if snapshot.sender is not None and snapshot.sender.last_error:
+        lines.append(f"last error  {snapshot.sender.last_error}")
     for problem in _list(report.get("problems")):
         lines.append(f"problem     {problem}")
     return "\n".join(lines)
@@ -191,10 +184,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _map(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _list(value: object) -> list[object]:

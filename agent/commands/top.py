@@ -18,7 +18,7 @@ from agent.collect.base import Sample, Sampler
 from agent.collect.readings import CpuUsage
 from agent.config import Settings
 from agent.errors import CollectorError, UsageError
-from agent.lifecycle.state import read_status
+from agent.lifecycle.state import StatusSnapshot, read_status
 from agent.message import now_ms
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -44,7 +44,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         _read(samplers)  # rates need a first reading to measure from
         while args.iterations <= 0 or shown < args.iterations:
             wait.wait(args.interval)
-            status = read_status(settings.state_directory) or {}
+            status = read_status(settings.state_directory)
             sys.stdout.write(CLEAR + screen(_read(samplers), status, args.interval, gpu_note))
             sys.stdout.flush()
             shown += 1
@@ -68,18 +68,16 @@ def _read(samplers: list[Sampler]) -> dict[str, Sample | str]:
 
 def screen(
     samples: Mapping[str, Sample | str],
-    status: Mapping[str, object],
+    status: StatusSnapshot | None,
     interval_s: float,
     gpu_note: list[str],
 ) -> str:
     """Return the text of one screen: a header, then one block per sampler in human units."""
     lines = [f"comet-agent top · {human.stamp(now_ms())} · every {interval_s:g} s · Ctrl-C quits"]
-    key = status.get("experiment_key")
-    if isinstance(key, str):
-        outbox = status.get("outbox")
-        backlog = outbox.get("ready") if isinstance(outbox, dict) else None
-        running = "running" if status.get("running") else "stopped"
-        lines.append(f"experiment {key} ({running}; backlog {backlog or 0} messages)")
+    if status is not None and status.experiment_key is not None:
+        backlog = status.outbox.ready if status.outbox is not None else 0
+        running = "running" if status.running else "stopped"
+        lines.append(f"experiment {status.experiment_key} ({running}; backlog {backlog} messages)")
     for name, sample in samples.items():
         if isinstance(sample, str):
             lines.append(f"{name:<8} unavailable: {sample}")

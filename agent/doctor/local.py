@@ -185,7 +185,7 @@ def agent_check(state: Path) -> Check:
     if snapshot is None:
         return Check("agent", SKIP, f"no agent has run on {state}")
     report = assess(snapshot, now_ms=int(time.time() * 1000))
-    pid = snapshot.get("pid")
+    pid = snapshot.pid
     if not report["running"]:
         return Check("agent", SKIP, f"no agent running on {state} (the last was pid {pid})")
     problems = [str(p) for p in report["problems"]]  # type: ignore[attr-defined]

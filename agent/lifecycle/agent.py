@@ -39,7 +39,16 @@ from agent.lifecycle.multinode import Identity, identify, is_leader
 from agent.lifecycle.notify import sd_notify, watchdog_period_s
 from agent.lifecycle.samples import Channels
 from agent.lifecycle.sampling import Sampling
-from agent.lifecycle.state import StateDir
+from agent.lifecycle.state import (
+    Beat,
+    CollectorState,
+    OutboxCounts,
+    SenderState,
+    SnapshotIdentity,
+    SnapshotIntervals,
+    StateDir,
+    StatusSnapshot,
+)
 from agent.lifecycle.watch import alive, exit_condition, start_time
 from agent.message import Message, now_ms
 from agent.schedule import ClockWatch, Scheduler, guarded
@@ -712,48 +721,52 @@ class Agent:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self, *, final: bool = False) -> dict[str, object]:
+    def status(self, *, final: bool = False) -> StatusSnapshot:
         """A snapshot for ``comet-agent status``."""
         a = self.attachment
-        delivery = self._delivery.snapshot() if self._delivery is not None and not final else {}
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "running": not final,
-            "started_ms": self.started_ms,
-            "updated_ms": now_ms(),
-            "stopped_cleanly": final,  # written last by stop(); a killed agent never says so
-            "experiment_key": a.experiment_key if a else None,
-            "link": a.link if a else None,
-            "offline": a.offline if a else self.settings.offline,
-            "owned": a.owned if a else None,
-            "leader": self.leader,
-            "identity": self.identity.as_dict(),
-            "intervals": self._heartbeat.policy.current.as_dict(),
-            "follow_server": self.settings.follow_server,
-            "last_beat": self._heartbeat.last,
-            "outbox": delivery.get("outbox"),
-            "sender": delivery.get("sender"),
-            "pending_in_memory": delivery.get("pending_in_memory", 0),
-            "collectors": self._sampling.collectors(),
-            "gpu": self._sampling.gpu_note or "on",
-            "archive": str(archive.path) if (archive := self._archive or self._copy) else None,
-            "archive_hint": self._archive_hint,
-        }
+        delivery = self._delivery if not final else None
+        sender = delivery.sender if delivery is not None else None
+        archive = self._archive or self._copy
+        return StatusSnapshot(
+            version=__version__,
+            pid=os.getpid(),
+            running=not final,
+            started_ms=self.started_ms,
+            updated_ms=now_ms(),
+            stopped_cleanly=final,  # written last by stop(); a killed agent never says so
+            experiment_key=a.experiment_key if a else None,
+            link=a.link if a else None,
+            offline=a.offline if a else self.settings.offline,
+            owned=a.owned if a else None,
+            leader=self.leader,
+            identity=SnapshotIdentity.of(self.identity),
+            intervals=SnapshotIntervals.of(self._heartbeat.policy.current),
+            follow_server=self.settings.follow_server,
+            last_beat=Beat.from_json(self._heartbeat.last),
+            outbox=OutboxCounts.of(delivery.outbox.stats()) if delivery is not None else None,
+            sender=SenderState.of(sender.status()) if sender is not None else None,
+            pending_in_memory=delivery.held if delivery is not None else 0,
+            collectors={
+                name: CollectorState.from_json(state)
+                for name, state in self._sampling.collectors().items()
+            },
+            gpu=self._sampling.gpu_note or "on",
+            archive=str(archive.path) if archive else None,
+            archive_hint=self._archive_hint,
+        )
 
     def _write_status(self, final: bool = False) -> None:
         if self._state is None:
             return
-        data = self.status(final=final)
+        snapshot = self.status(final=final)
         try:
-            self._state.write_status(data)
+            self._state.write_status(snapshot)
         except OSError as exc:
             logger.debug("status.unwritable", error=str(exc))
-        outbox = data.get("outbox")
-        if isinstance(outbox, dict) and not final:
+        if snapshot.outbox is not None and not final:
             sd_notify(
-                f"STATUS=experiment {data['experiment_key']}; backlog "
-                f"{outbox.get('ready', 0)} messages"
+                f"STATUS=experiment {snapshot.experiment_key}; backlog "
+                f"{snapshot.outbox.ready} messages"
             )
 
 
