@@ -22,18 +22,16 @@ from agent.errors import AgentError
 from agent.lifecycle.agent import Agent
 from agent.lifecycle.keepalive import Intervals
 from agent.lifecycle.multinode import Identity
-from agent.lifecycle.state import (
-    STATUS_NAME,
+from agent.lifecycle.snapshot import (
     Beat,
     CollectorState,
     OutboxCounts,
     SenderState,
     SnapshotIdentity,
     SnapshotIntervals,
-    StateDir,
     StatusSnapshot,
-    read_status,
 )
+from agent.lifecycle.state import STATUS_NAME, StateDir, read_status
 from tests.helpers import run_agent
 
 # status.json as the agent has written it since the snapshot had these parts: the keys and

@@ -17,7 +17,8 @@ from pathlib import Path
 from agent.config import Settings
 from agent.delivery.outbox_db import count_dead, requeue_dead
 from agent.errors import UsageError
-from agent.lifecycle.state import OUTBOX_NAME, STATUS_NAME, StatusSnapshot, read_status
+from agent.lifecycle.snapshot import StatusSnapshot
+from agent.lifecycle.state import OUTBOX_NAME, STATUS_NAME, read_status
 
 STALE_S = 30.0  # three missed snapshots
 

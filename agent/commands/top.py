@@ -18,7 +18,8 @@ from agent.collect.base import Sample, Sampler
 from agent.collect.readings import CpuUsage
 from agent.config import Settings
 from agent.errors import CollectorError, UsageError
-from agent.lifecycle.state import StatusSnapshot, read_status
+from agent.lifecycle.snapshot import StatusSnapshot
+from agent.lifecycle.state import read_status
 from agent.message import now_ms
 
 CLEAR = "\x1b[H\x1b[2J"

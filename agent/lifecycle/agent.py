@@ -39,16 +39,16 @@ from agent.lifecycle.multinode import Identity, identify, is_leader
 from agent.lifecycle.notify import sd_notify, watchdog_period_s
 from agent.lifecycle.samples import Channels
 from agent.lifecycle.sampling import Sampling
-from agent.lifecycle.state import (
+from agent.lifecycle.snapshot import (
     Beat,
     CollectorState,
     OutboxCounts,
     SenderState,
     SnapshotIdentity,
     SnapshotIntervals,
-    StateDir,
     StatusSnapshot,
 )
+from agent.lifecycle.state import StateDir
 from agent.lifecycle.watch import alive, exit_condition, start_time
 from agent.message import Message, now_ms
 from agent.schedule import ClockWatch, Scheduler, guarded
