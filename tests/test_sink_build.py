@@ -57,7 +57,7 @@ def test_fall_back_offline_moves_the_outbox_into_an_archive_it_then_zips(
     get_or_create), an adopted run's row stays a dead letter, and the outbox is left empty."""
     settings = Settings(offline_directory=tmp_path / "offline")
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    delivery = Delivery.online(outbox, KEY, SinkBuilder(settings, T0))
+    delivery = Delivery.build(outbox, KEY, SinkBuilder(settings, T0), offline=False)
     assert delivery.put([_metric(KEY, 1), _metric(OTHER, 2), _metric(KEY, 3)])
 
     assert delivery.fall_back_offline(KEY, "refused") == 2
@@ -88,7 +88,7 @@ def test_fall_back_offline_keeps_the_outbox_when_no_archive_opens(tmp_path: Path
     stream = _logs()
     settings = Settings(offline_directory=_unusable(tmp_path))
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    delivery = Delivery.online(outbox, KEY, SinkBuilder(settings, T0))
+    delivery = Delivery.build(outbox, KEY, SinkBuilder(settings, T0), offline=False)
     delivery.put([_metric(KEY, 1)])
 
     assert delivery.fall_back_offline(KEY, "Comet did not answer") is None
@@ -107,11 +107,12 @@ def test_an_offline_delivery_writes_elsewhere_under_run_and_fails_otherwise(
     settings = Settings(offline=True, offline_directory=_unusable(tmp_path))
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     with pytest.raises(AgentError):
-        Delivery.offline(outbox, KEY, SinkBuilder(settings, T0))
+        Delivery.build(outbox, KEY, SinkBuilder(settings, T0), offline=True)
 
     instead = tmp_path / "state" / "offline"
-    delivery = Delivery.offline(outbox, KEY, SinkBuilder(settings, T0, fallback=instead))
-    assert delivery.offline_run and delivery.sender is None
+    sinks = SinkBuilder(settings, T0, fallback=instead)
+    delivery = Delivery.build(outbox, KEY, sinks, offline=True)
+    assert delivery.offline and delivery.sender is None
     assert delivery.put([_metric(KEY, 1)])
     assert outbox.stats().ready == 0  # offline, the archive is the durable store
     delivery.close_sinks()
@@ -126,7 +127,7 @@ def test_the_local_copy_is_built_closed_and_best_effort(tmp_path: Path) -> None:
     unusable directory it warns once and delivers without one."""
     settings = Settings(offline_directory=tmp_path / "offline", local_copy=True)
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    delivery = Delivery.online(outbox, KEY, SinkBuilder(settings, T0))
+    delivery = Delivery.build(outbox, KEY, SinkBuilder(settings, T0), offline=False)
     assert delivery.copy is not None and delivery.local_archive is delivery.copy
     delivery.put([_metric(KEY, 1)])
     delivery.checkpoint()
@@ -139,7 +140,7 @@ def test_the_local_copy_is_built_closed_and_best_effort(tmp_path: Path) -> None:
     stream = _logs()
     settings = Settings(offline_directory=_unusable(tmp_path), local_copy=True)
     outbox = Outbox(tmp_path / "outbox2.sqlite3")
-    delivery = Delivery.online(outbox, KEY, SinkBuilder(settings, T0))
+    delivery = Delivery.build(outbox, KEY, SinkBuilder(settings, T0), offline=False)
     assert delivery.copy is None and delivery.local_archive is None
     assert delivery.put([_metric(KEY, 1)])
     outbox.close()

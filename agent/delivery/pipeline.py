@@ -8,7 +8,7 @@ way a write that fails (a full disk) keeps the messages in memory, bounded,
 and tries them again first with the next write; what is still held at exit is
 reported, never dropped in silence.
 
-``Delivery.online(...)`` and ``Delivery.offline(...)`` build their sinks
+``Delivery.build(outbox, key, sinks, offline=...)`` builds its sinks
 (``sinks/build.py``): the REST sink and the local copy, or the offline archive;
 ``fall_back_offline`` moves the outbox into an archive when Comet never made
 the experiment exist. Delivery owns them, and ``close_sinks`` closes them.
@@ -96,33 +96,27 @@ class Delivery:
             )
 
     @classmethod
-    def online(
+    def build(
         cls,
         outbox: Outbox,
         key: str,
         sinks: SinkBuilder,
         *,
+        offline: bool,
         limiter: log.RateLimiter | None = None,
     ) -> Delivery:
-        """Deliver to Comet through the outbox (and to the local copy, when asked for)."""
+        """Deliver `key`'s messages into its offline archive (AgentError when none opens),
+        or to Comet through the outbox (and to the local copy, when asked for)."""
+        if offline:
+            archive = sinks.offline(key)
+            return cls(
+                outbox, archive, sinks.settings, archive=archive, limiter=limiter, sinks=sinks
+            )
         copy = sinks.local_copy(key)
         return cls(outbox, sinks.rest(), sinks.settings, copy=copy, limiter=limiter, sinks=sinks)
 
-    @classmethod
-    def offline(
-        cls,
-        outbox: Outbox,
-        key: str,
-        sinks: SinkBuilder,
-        *,
-        limiter: log.RateLimiter | None = None,
-    ) -> Delivery:
-        """Deliver into the offline archive of `key` (raises AgentError when none opens)."""
-        archive = sinks.offline(key)
-        return cls(outbox, archive, sinks.settings, archive=archive, limiter=limiter, sinks=sinks)
-
     @property
-    def offline_run(self) -> bool:
+    def offline(self) -> bool:
         """Whether the archive is the sink (no sender, no outbox drain)."""
         return self.archive is not None
 

@@ -147,9 +147,8 @@ class Agent:
         # The state directory is ours and writable (it holds the outbox); scratch ones after it.
         fallback = state.path / "offline" if state is not None else None
         sinks = SinkBuilder(s, self.started_ms, hands_key=self._hands_key, fallback=fallback)
-        build = Delivery.offline if self.attachment.offline else Delivery.online
-        self._delivery = build(outbox, key, sinks, limiter=self._limiter)
-        offline = self._delivery.offline_run
+        offline = self.attachment.offline
+        self._delivery = Delivery.build(outbox, key, sinks, offline=offline, limiter=self._limiter)
         if not offline and self._state is not None:
             self._delivery.adopt(self._state, s)
         if not offline:
@@ -416,7 +415,7 @@ class Agent:
         )
         state = self._state
         holds_main = state is not None and state.path.parent.name != "runs"
-        online = delivery is not None and not delivery.offline_run
+        online = delivery is not None and not delivery.offline
         if online and state is not None and delivery is not None and holds_main:
             # A `run` killed beside this daemon left its outbox in runs/<pid>: taken in
             # while the daemon runs, not only at its next start.
