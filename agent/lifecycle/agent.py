@@ -27,7 +27,7 @@ from agent import __version__, log
 from agent.collect.base import Roots
 from agent.config import Settings
 from agent.delivery.pipeline import Delivery, open_outbox
-from agent.delivery.sinks.build import CHECKPOINT_EVERY_S, SinkBuilder
+from agent.delivery.sinks.build import SinkBuilder
 from agent.dirs import scratch_dirs
 from agent.errors import AgentError, ApiError, CollectorError, ConfigError, OutboxError
 from agent.lifecycle.attach import Attachment, deferred_attachment, join, offline_attachment
@@ -52,12 +52,13 @@ if TYPE_CHECKING:
     from agent.wrap.output import OutputStream
 
 logger = log.get_logger(__name__)
-# Cost: at 1 s sampling the status rewrite was a visible share of an idle agent's CPU.
-# `status` calls a snapshot stale after 30 s (three missed). (The archive's checkpoint
-# interval, CHECKPOINT_EVERY_S, is delivery's: sinks/build.py.)
+# Cost: at 1 s sampling the status rewrite and the archive's fsyncs were a visible share of an
+# idle agent's CPU. `status` calls a snapshot stale after 30 s (three missed); a power cut
+# loses at most one checkpoint interval of archive lines (a kill -9 loses nothing).
 STATUS_EVERY_S = 10.0
 UNJOINED_STATE = "unjoined_keys"  # outbox state: keys whose experiment may not exist yet
 UNJOINED_MAX = 20
+CHECKPOINT_EVERY_S = 30.0
 ADOPT_EVERY_S = 60.0  # how soon a killed `run`'s outbox is taken in by the daemon beside it
 FIRST_SAMPLE_S = 1.0
 
@@ -146,7 +147,13 @@ class Agent:
         state = self._state if self._private_state else None  # `run`: an archive goes on
         # The state directory is ours and writable (it holds the outbox); scratch ones after it.
         fallback = state.path / "offline" if state is not None else None
-        sinks = SinkBuilder(s, self.started_ms, hands_key=self._hands_key, fallback=fallback)
+        sinks = SinkBuilder(
+            s,
+            self.started_ms,
+            hands_key=self._hands_key,
+            fallback=fallback,
+            checkpoint_s=CHECKPOINT_EVERY_S,  # the archive's own, and the checkpoint job's
+        )
         offline = self.attachment.offline
         self._delivery = Delivery.build(outbox, key, sinks, offline=offline, limiter=self._limiter)
         if not offline and self._state is not None:

@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from agent.delivery.sinks.rest import LazyRestSink
 
 logger = log.get_logger(__name__)
-# Cost: at 1 s sampling the archive's fsyncs were a visible share of an idle agent's CPU; a
-# power cut loses at most one checkpoint interval of archive lines (a kill -9 loses nothing).
-CHECKPOINT_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +39,9 @@ class SinkBuilder:
     # `run` only: where the offline archive goes when the offline directory is unusable or
     # held (the state directory's own `offline/`, then scratch directories); None: it fails.
     fallback: Path | None = None
+    # How often an archive records its stop time and fsyncs while written to (the daemon's
+    # checkpoint job does it between writes); the default is OfflineSink's own.
+    checkpoint_s: float = 10.0
 
     def rest(self) -> LazyRestSink:
         """The REST sink; requests loads at its first send, once the experiment is joined."""
@@ -116,7 +116,7 @@ class SinkBuilder:
             start_ms=self.started_ms,
             resume_strategy="get_or_create" if given else "create",
             user_provided_key=given,
-            checkpoint_s=CHECKPOINT_EVERY_S,
+            checkpoint_s=self.checkpoint_s,
         )
         for done in archive.recovered:
             logger.warning(
