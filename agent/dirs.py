@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.errors import ConfigError
@@ -75,6 +76,18 @@ def make_private(path: Path, what: str, setting: str) -> None:
 def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
     """os.open that refuses a symbolic link at `path` (ELOOP) instead of following it."""
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+
+
+def scratch_dirs() -> Iterator[Path]:
+    """Private (0700) fallback directories, made on demand: $TMPDIR, then /dev/shm."""
+    import tempfile  # `run`'s fallbacks only: no other command needs it
+
+    # mkdtemp makes a new 0700 directory of its own, never a fixed, guessable name.
+    for parent in (tempfile.gettempdir(), "/dev/shm"):  # noqa: S108
+        try:
+            yield Path(tempfile.mkdtemp(prefix=f"comet-agent-{os.geteuid()}-", dir=parent))
+        except OSError:
+            continue
 
 
 def _owner(path: Path) -> str:

@@ -146,8 +146,8 @@ def test_no_workspace_and_no_default_is_one_line_exit_2(
     assert server.count("add-run") == 0
 
 
-def test_top_draws_one_screen_on_a_terminal(tmp_path: Path) -> None:
-    """`top -n 1` on a pseudo-terminal: a cleared screen of human units, then exit 0."""
+def _top_screen(args: list[str], env: dict[str, str]) -> str:
+    """`top -n 1 ARGS` on a pseudo-terminal: what it drew (exit 0 checked)."""
     import os
     import pty
     import subprocess
@@ -156,8 +156,8 @@ def test_top_draws_one_screen_on_a_terminal(tmp_path: Path) -> None:
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [*agent_argv(), "top", "-n", "1", "--interval", "0.5", "--pid", str(os.getpid())],
-        stdin=follower, stdout=follower, stderr=subprocess.PIPE, env=clean_env(tmp_path),
+        [*agent_argv(), "top", "-n", "1", "--interval", "0.5", *args],
+        stdin=follower, stdout=follower, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     os.close(follower)
     chunks: list[bytes] = []
@@ -173,10 +173,29 @@ def test_top_draws_one_screen_on_a_terminal(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 0
     assert proc.stderr is not None
     proc.stderr.close()
-    screen = b"".join(chunks).decode()
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_top_draws_one_screen_on_a_terminal(tmp_path: Path) -> None:
+    """`top -n 1` on a pseudo-terminal: a cleared screen of human units, then exit 0."""
+    import os
+
+    screen = _top_screen(["--pid", str(os.getpid())], clean_env(tmp_path))
     assert screen.startswith("\x1b[H\x1b[2Jcomet-agent top · ")
-    assert re.search(r"\nmemory +total [\d.]+ GiB", screen.replace("\r\n", "\n")), screen
+    assert re.search(r"\nmemory +total [\d.]+ GiB", screen), screen
     assert re.search(r"\nprocess +cpu_percent [\d.]+ % · rss_bytes [\d.]+ MiB", screen), screen
+
+
+def test_top_samples_the_mounted_host_root(tmp_path: Path) -> None:
+    """`top --host-root DIR` shows that host (the fixture's 31.2 GiB and load 1.25), as
+    `sample` does: it read this machine's /proc before."""
+    from tests.helpers import ROOT
+
+    host = ROOT / "tests" / "fixtures" / "host-plain"
+    env = clean_env(tmp_path, {"COMET_AGENT_SAMPLE_DISK": "false"})
+    screen = _top_screen(["--host-root", str(host)], env)
+    assert "\nmemory   total 31.2 GiB · used 7.8 GiB" in screen, screen
+    assert "\nload     avg 1.25\n" in screen, screen
 
 
 def test_top_off_a_terminal_says_what_to_use(tmp_path: Path) -> None:

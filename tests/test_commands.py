@@ -70,6 +70,7 @@ def test_sample_json_units(tmp_path: Path) -> None:
     assert load["metrics"]["sys.load.avg"] == load["typed"]["add-load-metrics"]["loadAverage"]
     assert "sys.network.send_bps" in samples["network"]["metrics"]  # primed, then measured
     assert json.loads(result.stdout)["gpu"]  # "on", or why not
+    assert result.stderr == ""  # why the GPU is off, or a collector failed, is printed, not logged
 
 
 def test_sample_text_is_in_human_units(tmp_path: Path) -> None:

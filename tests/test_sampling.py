@@ -72,3 +72,17 @@ def test_the_final_sample_is_skipped_right_after_a_scheduled_one() -> None:
     fresh = _sampling(sampler)
     fresh.sample("cpu", KEY, Channels(), lambda _m: True, final=True)  # never sampled: taken
     assert sampler.calls == 2
+
+
+def test_take_reads_each_sampler_once_and_leaves_the_reporting_to_its_caller() -> None:
+    """`take` (what `comet-agent sample` prints): a sample or the error, in order; nothing
+    counted, so a later scheduled failure is still the first one reported."""
+    good, bad = _Sampler("good"), _Sampler("bad", fail=True)
+    sampling = _sampling(bad, good)
+    taken = sampling.take("cpu")
+    assert [name for name, _ in taken] == ["bad", "good"]
+    assert isinstance(taken[0][1], CollectorError) and "cannot read /proc/x" in str(taken[0][1])
+    assert isinstance(taken[1][1], Sample) and taken[1][1].metrics == {"sys.x": 1}
+    assert sampling.collectors() == {}
+    sampling.sample("cpu", KEY, Channels(), lambda _m: True)
+    assert sampling.collectors()["bad"]["failures"] == 1

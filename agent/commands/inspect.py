@@ -8,12 +8,12 @@ import os
 import sys
 import threading
 
-from agent import human
-from agent.collect.base import Roots, Sample, Sampler
+from agent import human, log
+from agent.collect.base import Roots, Sample
 from agent.config import Settings
-from agent.errors import CollectorError
 from agent.lifecycle.facts import gather
 from agent.lifecycle.samples import typed_bodies
+from agent.lifecycle.sampling import Sampling
 from agent.message import now_ms
 
 SAMPLE_WAIT_S = 1.0  # utilisation and rates are measured over this much time
@@ -74,27 +74,21 @@ def sysinfo(args: argparse.Namespace, settings: Settings) -> int:
 
 def sample(args: argparse.Namespace, settings: Settings) -> int:
     """Take one sample of every metric (after priming) and print it."""
-    from agent.collect import gpu as gpu_module
-    from agent.collect.system import system_samplers
-
-    roots = Roots.host(settings.host_root)
-    pid = None if settings.host_root else os.getpid()  # the node as a whole, or this process
-    samplers: list[Sampler] = list(system_samplers(settings, roots=roots, pid=pid))
-    gpu_reason: list[str] = []
-    gpu = gpu_module.gpu_sampler(settings, on_unavailable=gpu_reason.append)
-    if gpu is not None:
-        samplers.append(gpu)
-    failures: dict[str, str] = {}
+    # The daemon's samplers, read the daemon's way; what failed is printed here, not logged.
+    sampling = Sampling(settings, Roots.host(settings.host_root), log.RateLimiter(), one_shot=True)
+    sampling.gpu(None)  # the node's GPUs, no process tree watched (build() keeps this one)
+    sampling.build(None if settings.host_root else os.getpid())  # the node, or this process
+    groups = ("cpu", "gpu")
     try:
-        for sampler in samplers:  # rates need a first reading to measure from
-            _collect(sampler, failures)
+        for group in groups:  # rates need a first reading to measure from
+            sampling.take(group)
         threading.Event().wait(SAMPLE_WAIT_S)
-        failures.clear()
-        samples = {s.name: _collect(s, failures) for s in samplers}
+        readings = [got for group in groups for got in sampling.take(group)]
     finally:
-        for sampler in samplers:
-            sampler.close()
-    taken = {name: s for name, s in samples.items() if s is not None}
+        sampling.close()
+    taken = {name: got for name, got in readings if isinstance(got, Sample)}
+    failures = {name: str(got) for name, got in readings if not isinstance(got, Sample)}
+    gpu_reason = [sampling.gpu_note] if sampling.gpu_note else []
     if args.json:
         print(
             json.dumps(
@@ -135,14 +129,6 @@ def sample(args: argparse.Namespace, settings: Settings) -> int:
     if gpu_reason:
         print(f"gpu: {gpu_reason[0]}")
     return 0
-
-
-def _collect(sampler: Sampler, failures: dict[str, str]) -> Sample | None:
-    try:
-        return sampler.collect()
-    except CollectorError as exc:
-        failures[sampler.name] = str(exc)
-        return None
 
 
 def _text(value: object) -> str:

@@ -1,6 +1,7 @@
 """``comet-agent top``: one screen of the current sample, redrawn in place (a terminal only).
 
-The samplers are the agent's own (``sample`` takes one reading of them); with
+The samplers are the agent's own, read through its ``Sampling`` (``sample``
+takes one reading of them; ``--host-root`` samples the mounted host); with
 ``--pid`` the process tree of that PID is shown too, as ``run`` and
 ``start --watch-pid`` sample it. When the state directory has a status
 snapshot, its experiment and backlog head the screen. Nothing is sent.
@@ -13,11 +14,12 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from agent import human
-from agent.collect.base import Sample, Sampler
+from agent import human, log
+from agent.collect.base import Roots, Sample
 from agent.collect.readings import CpuUsage
 from agent.config import Settings
-from agent.errors import CollectorError, UsageError
+from agent.errors import UsageError
+from agent.lifecycle.sampling import Sampling
 from agent.lifecycle.snapshot import StatusSnapshot
 from agent.lifecycle.state import read_status
 from agent.message import now_ms
@@ -31,40 +33,34 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("top redraws a terminal; off one use 'comet-agent sample --json'")
     if args.interval <= 0:
         raise UsageError(f"--interval must be above 0 seconds, got {args.interval:g}")
-    from agent.collect import gpu as gpu_module
-    from agent.collect.system import system_samplers
-
-    samplers: list[Sampler] = list(system_samplers(settings, pid=args.pid))
-    gpu_note: list[str] = []
-    gpu = gpu_module.gpu_sampler(settings, on_unavailable=gpu_note.append)
-    if gpu is not None:
-        samplers.append(gpu)
+    # What failed is shown on the screen, not logged.
+    sampling = Sampling(settings, Roots.host(settings.host_root), log.RateLimiter(), one_shot=True)
+    sampling.gpu(None)  # the node's GPUs, no process tree watched (build() keeps this one)
+    sampling.build(args.pid)
+    gpu_note = [sampling.gpu_note] if sampling.gpu_note else []
     wait = threading.Event()
     shown = 0
     try:
-        _read(samplers)  # rates need a first reading to measure from
+        _read(sampling)  # rates need a first reading to measure from
         while args.iterations <= 0 or shown < args.iterations:
             wait.wait(args.interval)
             status = read_status(settings.state_directory)
-            sys.stdout.write(CLEAR + screen(_read(samplers), status, args.interval, gpu_note))
+            sys.stdout.write(CLEAR + screen(_read(sampling), status, args.interval, gpu_note))
             sys.stdout.flush()
             shown += 1
     except KeyboardInterrupt:
         pass
     finally:
-        for sampler in samplers:
-            sampler.close()
+        sampling.close()
     return 0
 
 
-def _read(samplers: list[Sampler]) -> dict[str, Sample | str]:
-    out: dict[str, Sample | str] = {}
-    for sampler in samplers:
-        try:
-            out[sampler.name] = sampler.collect()
-        except CollectorError as exc:
-            out[sampler.name] = str(exc)
-    return out
+def _read(sampling: Sampling) -> dict[str, Sample | str]:
+    return {
+        name: got if isinstance(got, Sample) else str(got)
+        for group in ("cpu", "gpu")
+        for name, got in sampling.take(group)
+    }
 
 
 def screen(

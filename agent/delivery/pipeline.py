@@ -7,6 +7,11 @@ leaves nothing only in an outbox that no offline run would ever send. Either
 way a write that fails (a full disk) keeps the messages in memory, bounded,
 and tries them again first with the next write; what is still held at exit is
 reported, never dropped in silence.
+
+``Delivery.build(outbox, key, sinks, offline=...)`` builds its sinks
+(``sinks/build.py``): the REST sink and the local copy, or the offline archive;
+``fall_back_offline`` moves the outbox into an archive when Comet never made
+the experiment exist. Delivery owns them, and ``close_sinks`` closes them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +28,8 @@ from agent.delivery.backoff import Backoff
 from agent.delivery.outbox import Outbox
 from agent.delivery.sender import Sender, url_suspect
 from agent.delivery.sinks.base import Sink
-from agent.errors import ApiError, OutboxError
+from agent.delivery.sinks.build import SinkBuilder
+from agent.errors import AgentError, ApiError, OutboxError
 from agent.message import Kind, Message, steady_ms
 
 if TYPE_CHECKING:
@@ -58,11 +63,14 @@ class Delivery:
         archive: OfflineSink | None = None,
         copy: OfflineSink | None = None,
         limiter: log.RateLimiter | None = None,
+        sinks: SinkBuilder | None = None,
     ) -> None:
         self.outbox = outbox
         self.sink = sink
-        self.archive = archive
+        self.archive = archive  # offline: the archive is the sink, and the durable store
         self.copy = copy
+        self.fallback: OfflineSink | None = None  # what the outbox went into (fall_back_offline)
+        self._sinks = sinks if sinks is not None else SinkBuilder(settings)
         self.copy_failed = 0  # messages the local copy could not take (they were still sent)
         self._limiter = limiter or log.RateLimiter()
         self._pending: deque[Message] = deque()
@@ -85,6 +93,41 @@ class Delivery:
                 held=self,
                 linger_s=settings.linger_s,
             )
+
+    @classmethod
+    def build(
+        cls,
+        outbox: Outbox,
+        key: str,
+        sinks: SinkBuilder,
+        *,
+        offline: bool,
+        limiter: log.RateLimiter | None = None,
+    ) -> Delivery:
+        """Deliver `key`'s messages into its offline archive (AgentError when none opens),
+        or to Comet through the outbox (and to the local copy, when asked for)."""
+        if offline:
+            archive = sinks.offline(key)
+            return cls(
+                outbox, archive, sinks.settings, archive=archive, limiter=limiter, sinks=sinks
+            )
+        copy = sinks.local_copy(key)
+        return cls(outbox, sinks.rest(), sinks.settings, copy=copy, limiter=limiter, sinks=sinks)
+
+    @property
+    def offline(self) -> bool:
+        """Whether the archive is the sink (no sender, no outbox drain)."""
+        return self.archive is not None
+
+    @property
+    def kept(self) -> OfflineSink | None:
+        """The offline archive this run ends in: the sink offline, or the fallback's."""
+        return self.archive or self.fallback
+
+    @property
+    def local_archive(self) -> OfflineSink | None:
+        """The archive on this host that holds the run: offline's, the fallback's, the copy."""
+        return self.archive or self.fallback or self.copy
 
     def start(self) -> None:
         """Start draining (online)."""
@@ -111,6 +154,66 @@ class Delivery:
             orphan.close()
             if moved or dead:
                 logger.info("outbox.adopted", path=str(path), count=moved, dead=len(dead))
+
+    def fall_back_offline(self, key: str, reason: str) -> int | None:
+        """Move what the outbox holds into an offline archive of `key`; return how many
+        messages went, or None when no archive opens (the outbox keeps them, said).
+
+        For a run whose experiment Comet never made exist: ``comet-agent upload`` creates
+        or joins it later (same key). A message of another experiment (adopted from an
+        ended run) stays in the outbox as a dead letter."""
+        try:
+            archive = self._sinks.archive(self._sinks.settings.offline_directory, key, given=True)
+        except (OSError, AgentError) as exc:
+            logger.warning(
+                "outbox.kept",
+                reason=reason,
+                error=getattr(exc, "strerror", None) or str(exc),
+                hint="the offline directory is not writable; the outbox keeps the run",
+            )
+            return None
+        moved = 0
+        while batch := self.outbox.lease(500):
+            done, foreign = [], []
+            for row in batch:
+                m = row.message
+                try:
+                    archive.send(m.endpoint, m.experiment_key, m.body, m.attachment)
+                    done.append(row.id)
+                except ApiError as exc:  # an adopted run's message: kept as a dead letter
+                    foreign.append(row.id)
+                    reason_row = str(exc)
+            self.outbox.ack(done)
+            if foreign:
+                self.outbox.reject(foreign, reason_row)
+            moved += len(done)
+        self.fallback = archive
+        return moved
+
+    def checkpoint(self) -> None:
+        """Record the local archive's stop time and fsync it (offline, or the local copy)."""
+        archive = self.archive or self.copy
+        if archive is not None:
+            archive.checkpoint()
+
+    def close_sinks(self) -> None:
+        """Close what delivery built: the sink, an offline archive (zipped here), the copy.
+
+        An archive that cannot be zipped (a full disk) stays a partial directory that
+        ``upload`` finishes, said in one warning: the run's own exit status must not turn
+        into a failure for it. The outbox is its opener's to close."""
+        kept = self.kept
+        for closing in (self.sink, kept if kept is not self.sink else None):
+            if closing is not None:
+                try:
+                    closing.close()
+                except AgentError as exc:
+                    logger.warning("offline.unfinished", error=str(exc))
+        if self.copy is not None:
+            try:
+                self.copy.close()
+            except ApiError as exc:
+                logger.warning("local_copy.unfinished", error=str(exc))
 
     def put(self, messages: Sequence[Message]) -> bool:
         """Write `messages` (after any held ones); False when they are held in memory."""
@@ -260,15 +363,6 @@ class Delivery:
                 last_ms=max(msg.created_ms for msg in held),
                 hint="the outbox could not be written (disk full?); these are lost",
             )
-
-    def snapshot(self) -> dict[str, object]:
-        """Outbox and sender figures for the status snapshot."""
-        return {
-            "outbox": asdict(self.outbox.stats()),
-            "sender": asdict(self.sender.status()) if self.sender is not None else None,
-            "pending_in_memory": self.held,
-            "local_copy_failed": self.copy_failed,
-        }
 
 
 def _held_size(message: Message) -> int:

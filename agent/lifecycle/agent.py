@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -29,7 +27,8 @@ from agent import __version__, log
 from agent.collect.base import Roots
 from agent.config import Settings
 from agent.delivery.pipeline import Delivery, open_outbox
-from agent.delivery.sinks.base import Sink
+from agent.delivery.sinks.build import SinkBuilder
+from agent.dirs import scratch_dirs
 from agent.errors import AgentError, ApiError, CollectorError, ConfigError, OutboxError
 from agent.lifecycle.attach import Attachment, deferred_attachment, join, offline_attachment
 from agent.lifecycle.ending import ChildExit, end_messages
@@ -124,8 +123,6 @@ class Agent:
         self._sampling = Sampling(settings, self._roots, self._limiter)
         self._state: StateDir | None = None
         self._delivery: Delivery | None = None
-        self._archive: OfflineSink | None = None  # offline: the archive is the sink
-        self._copy: OfflineSink | None = None  # online with local_copy: what is sent, kept
         self._offline_note: dict[str, str | None] = {}
         self._archive_hint: str | None = None
         self._began = threading.Event()
@@ -154,17 +151,22 @@ class Agent:
         outbox = self._take_state()
         s = self.settings
         self.attachment = self._attach()
-        self._delivery = Delivery(
-            outbox,
-            self._make_sink(self.attachment),
+        key = self.attachment.experiment_key
+        state = self._state if self._private_state else None  # `run`: an archive goes on
+        # The state directory is ours and writable (it holds the outbox); scratch ones after it.
+        fallback = state.path / "offline" if state is not None else None
+        sinks = SinkBuilder(
             s,
-            archive=self._archive,
-            copy=self._copy,
-            limiter=self._limiter,
+            self.started_ms,
+            hands_key=self._hands_key,
+            fallback=fallback,
+            checkpoint_s=CHECKPOINT_EVERY_S,  # the archive's own, and the checkpoint job's
         )
-        if self._archive is None and self._state is not None:
+        offline = self.attachment.offline
+        self._delivery = Delivery.build(outbox, key, sinks, offline=offline, limiter=self._limiter)
+        if not offline and self._state is not None:
             self._delivery.adopt(self._state, s)
-        if self._archive is None:
+        if not offline:
             # A keep-alive success reopens delivery's gates; the server's intervals are kept
             # per experiment, and resumed now (the key is known before Comet has answered).
             self._heartbeat.key = self.attachment.experiment_key
@@ -336,7 +338,7 @@ class Agent:
         # `run` must not keep the training from starting: a private scratch directory (0700,
         # ours) in $TMPDIR, else in /dev/shm (memory: a full disk does not reach it) holds the
         # outbox instead; what it could not deliver stays there, named in the one warning.
-        for fallback in _scratch_dirs():
+        for fallback in scratch_dirs():
             try:
                 outbox = self._open_state(fallback)
             except AgentError:
@@ -368,87 +370,6 @@ class Agent:
             return offline_attachment(s)
         # Online, the key is known at once and the experiment made beside the work (join).
         return deferred_attachment(s)
-
-    def _make_sink(self, attachment: Attachment) -> Sink:
-        s = self.settings
-        if attachment.offline:
-            self._archive = self._offline_archive(attachment.experiment_key)
-            return self._archive
-        if s.local_copy:
-            directory = s.local_copy_directory
-            try:
-                # The experiment exists online: should the copy ever be uploaded, it adds to it.
-                self._copy = self._open_archive(directory, attachment.experiment_key, given=True)
-            except (OSError, AgentError) as exc:
-                logger.warning(
-                    "local_copy.unavailable",
-                    directory=str(directory),
-                    error=getattr(exc, "strerror", None) or str(exc),
-                    hint="sending goes on; set COMET_OFFLINE_DIRECTORY to a writable place",
-                )
-        from agent.delivery.sinks.rest import LazyRestSink, RestSink
-
-        def make() -> RestSink:
-            from agent.api.client import CometClient
-
-            return RestSink(CometClient.from_settings(s))
-
-        return LazyRestSink(make)  # requests loads once the experiment is joined
-
-    def _offline_archive(self, key: str) -> OfflineSink:
-        """The offline archive; under `run`, elsewhere when its directory is unusable or held."""
-        directory = self.settings.offline_directory
-        try:
-            return self._open_archive(directory, key)
-        except (OSError, AgentError) as exc:
-            if not self._private_state or self._state is None:
-                raise
-            from agent.archive.files import ArchiveBusy
-            from agent.archive.format import PARTIAL_SUFFIX
-
-            error = getattr(exc, "strerror", None) or str(exc)
-            if not isinstance(exc, ArchiveBusy):
-                _drop_empty_partial(directory / f"{key}{PARTIAL_SUFFIX}")
-        # The state directory is ours and writable (it holds the outbox); a scratch one if not.
-        for where in itertools.chain([self._state.path / "offline"], _scratch_dirs()):
-            try:
-                archive = self._open_archive(where, key)
-            except (OSError, AgentError):
-                continue
-            logger.warning(
-                "offline.fallback", error=error, directory=str(directory), instead=str(where)
-            )
-            return archive
-        raise AgentError(
-            f"cannot open an offline archive in {directory} ({error}) nor in a temporary "
-            "directory; free space or set [comet] offline_directory to a writable place"
-        )
-
-    def _open_archive(self, directory: Path, key: str, *, given: bool = False) -> OfflineSink:
-        from agent.delivery.sinks.offline import OfflineSink
-
-        s = self.settings
-        # `run` and `start` hand their key to the command's SDK, which may write an archive of
-        # its own with it: ours joins that experiment on upload, in either order.
-        given = given or bool(s.experiment_key) or self._hands_key
-        archive = OfflineSink(
-            directory,
-            key,
-            workspace=s.workspace,
-            project=s.project_name,
-            start_ms=self.started_ms,
-            resume_strategy="get_or_create" if given else "create",
-            user_provided_key=given,
-            checkpoint_s=CHECKPOINT_EVERY_S,
-        )
-        for done in archive.recovered:
-            logger.warning(
-                "archive.recovered",
-                path=str(done.path),
-                lines=done.lines,
-                problems=list(done.problems),
-            )
-        return archive
 
     def _start_facts(self, attachment: Attachment) -> list[Message]:
         from agent.lifecycle.facts import gather, start_messages
@@ -496,10 +417,10 @@ class Agent:
         with self._join_lock:
             if self._heartbeat.client is not None:
                 self._add_heartbeat()
-        archive = self._archive or self._copy
-        if archive is not None:
+        delivery = self._delivery
+        if delivery is not None and delivery.local_archive is not None:
             # Keeps experiment.json's stop_time current, so a crashed run's archive is whole.
-            checkpoint = guarded("archive.checkpoint", archive.checkpoint, self._limiter)
+            checkpoint = guarded("archive.checkpoint", delivery.checkpoint, self._limiter)
             self._scheduler.add("archive.checkpoint", checkpoint, CHECKPOINT_EVERY_S, run_now=False)
         self._scheduler.add(
             "status",
@@ -507,9 +428,10 @@ class Agent:
             STATUS_EVERY_S,
             run_now=False,
         )
-        state, delivery = self._state, self._delivery
+        state = self._state
         holds_main = state is not None and state.path.parent.name != "runs"
-        if self._archive is None and state is not None and delivery is not None and holds_main:
+        online = delivery is not None and not delivery.offline
+        if online and state is not None and delivery is not None and holds_main:
             # A `run` killed beside this daemon left its outbox in runs/<pid>: taken in
             # while the daemon runs, not only at its next start.
             adopt = partial(delivery.adopt, state, self.settings)
@@ -643,59 +565,24 @@ class Agent:
             self._join_cancel.set()  # a join landing now is ignored: the archive has the data
         key = self.attachment.experiment_key
         reason = self.join_error or "Comet did not answer before the end of the run"
-        try:
-            archive = self._open_archive(self.settings.offline_directory, key, given=True)
-        except (OSError, AgentError) as exc:
-            logger.warning(
-                "outbox.kept",
-                reason=reason,
-                error=getattr(exc, "strerror", None) or str(exc),
-                hint="the offline directory is not writable; the outbox keeps the run",
-            )
+        moved = self._delivery.fall_back_offline(key, reason)
+        if moved is None:
             return False
-        outbox = self._delivery.outbox
-        moved = 0
-        while batch := outbox.lease(500):
-            done, foreign = [], []
-            for row in batch:
-                m = row.message
-                try:
-                    archive.send(m.endpoint, m.experiment_key, m.body, m.attachment)
-                    done.append(row.id)
-                except ApiError as exc:  # an adopted run's message: kept as a dead letter
-                    foreign.append(row.id)
-                    reason_row = str(exc)
-            outbox.ack(done)
-            if foreign:
-                outbox.reject(foreign, reason_row)
-            moved += len(done)
         self._mark_joined(key)  # its messages are in the archive now: no one waits for it
         logger.warning("agent.offline_fallback", reason=reason, messages=moved)
-        self._archive = archive
         return True
 
     def _finish(self) -> None:
         with self._join_lock:
             self._join_cancel.set()  # a join still retrying has nothing left to start
-        sink = self._delivery.sink if self._delivery is not None else None
-        # An offline archive is zipped here; one that cannot be (a full disk) stays a partial
-        # directory that `upload` finishes: the run's own exit status must not turn into a
-        # failure for it.
-        for closing in (sink, self._archive if self._archive is not sink else None):
-            if closing is not None:
-                try:
-                    closing.close()
-                except AgentError as exc:
-                    logger.warning("offline.unfinished", error=str(exc))
-        if self._copy is not None:
-            try:
-                self._copy.close()
-            except ApiError as exc:
-                logger.warning("local_copy.unfinished", error=str(exc))
-        if self._archive is not None:
+        kept = None
+        if self._delivery is not None:
+            self._delivery.close_sinks()  # an offline archive is zipped here
+            kept = self._delivery.kept
+        if kept is not None:
             from agent.archive import upload_hint
 
-            ours = self._archive.path
+            ours = kept.path
             # An SDK in the command recorded the same key offline: one upload takes both.
             theirs = sorted(
                 p
@@ -726,7 +613,7 @@ class Agent:
         a = self.attachment
         delivery = self._delivery if not final else None
         sender = delivery.sender if delivery is not None else None
-        archive = self._archive or self._copy
+        archive = self._local_archive()
         return StatusSnapshot(
             version=__version__,
             pid=os.getpid(),
@@ -754,6 +641,9 @@ class Agent:
             archive=str(archive.path) if archive else None,
             archive_hint=self._archive_hint,
         )
+
+    def _local_archive(self) -> OfflineSink | None:
+        return self._delivery.local_archive if self._delivery is not None else None
 
     def _write_status(self, final: bool = False) -> None:
         if self._state is None:
@@ -790,25 +680,3 @@ def _watchdog_ping() -> None:
 
 class StateUnusable(AgentError):
     """Neither the state directory nor a scratch one can hold an outbox (`run` goes on bare)."""
-
-
-def _scratch_dirs() -> Iterator[Path]:
-    """Private (0700) fallback directories, made on demand: $TMPDIR, then /dev/shm."""
-    # mkdtemp makes a new 0700 directory of its own, never a fixed, guessable name.
-    for parent in (tempfile.gettempdir(), "/dev/shm"):  # noqa: S108
-        try:
-            yield Path(tempfile.mkdtemp(prefix=f"comet-agent-{os.geteuid()}-", dir=parent))
-        except OSError:
-            continue
-
-
-def _drop_empty_partial(path: Path) -> None:
-    """Remove the partial directory a failed open left with nothing but its lock in it."""
-    from agent.archive.format import LOCK
-
-    try:
-        if {p.name for p in path.iterdir()} <= {LOCK}:
-            (path / LOCK).unlink(missing_ok=True)
-            path.rmdir()
-    except OSError:
-        pass  # not there, or not empty: left as it is

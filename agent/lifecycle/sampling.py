@@ -6,6 +6,7 @@ logged once and then rate-limited, the others go on; fields a device cannot
 give are logged once; health events go to the log, the run's output and a Log
 Other item. Each sample is logged at DEBUG (``sample.queued``) after its
 messages were written: the fault suite compares those lines with what arrived.
+``take(group)`` is the reading alone (``comet-agent sample`` prints it).
 """
 
 from __future__ import annotations
@@ -27,14 +28,26 @@ from agent.message import Kind, Message
 logger = log.get_logger(__name__)
 Put = Callable[[Sequence[Message]], bool]  # write messages; False when held in memory
 Line = Callable[[str], None]  # a line for the run's output (stderr)
+Taken = list[tuple[str, Sample | CollectorError]]  # per sampler, in order: its sample or error
 FINAL_GAP_S = 0.5  # a last sample closer than this to the previous one measures nothing
 
 
 class Sampling:
     """Build the samplers for a pid, and take samples of a group."""
 
-    def __init__(self, settings: Settings, roots: Roots, limiter: log.RateLimiter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        roots: Roots,
+        limiter: log.RateLimiter,
+        *,
+        one_shot: bool = False,
+    ) -> None:
         self._settings = settings
+        # A command's single look (`comet-agent sample`), not a daemon: pynvml is asked
+        # directly (the library check first only spares a long-lived daemon pynvml's
+        # memory), and why the GPU is off is the caller's to print (`gpu_note`), not logged.
+        self._one_shot = one_shot
         self._roots = roots
         self._limiter = limiter
         self.groups: dict[str, list[Sampler]] = {}
@@ -54,9 +67,10 @@ class Sampling:
 
         def off(reason: str) -> None:
             self.gpu_note = reason
-            logger.info("gpu.off", reason=reason)
+            if not self._one_shot:
+                logger.info("gpu.off", reason=reason)
 
-        missing = missing_library() if self._settings.sample_gpu else None
+        missing = missing_library() if self._settings.sample_gpu and not self._one_shot else None
         if missing is not None:  # without the driver, pynvml is never imported
             off(missing)
             self.groups["gpu"] = []
@@ -66,7 +80,7 @@ class Sampling:
         self._pid = pid
         watched = self._watched_pids if pid else None
         sampler = gpu.gpu_sampler(self._settings, watched_pids=watched, on_unavailable=off)
-        if sampler is not None:
+        if sampler is not None and not self._one_shot:
             for note in sampler.notes:
                 logger.info("gpu.note", note=note)
         self.groups["gpu"] = [sampler] if sampler is not None else []
@@ -108,13 +122,13 @@ class Sampling:
         self._last_run[group] = now
         messages: list[Message] = []
         taken: list[tuple[str, Sample, int]] = []
-        for sampler in self.groups.get(group, []):
-            sample = self._collect(sampler)
+        for name, got in self.take(group):
+            sample = self._record(name, got)
             if sample is None:
                 continue
             queued = to_messages(sample, key, channels)
             messages.extend(queued)
-            taken.append((sampler.name, sample, len(queued)))
+            taken.append((name, sample, len(queued)))
         written = put(messages)
         for name, sample, count in taken:
             # `items`: metric-batch items; `written`: false while held in memory.
@@ -129,29 +143,38 @@ class Sampling:
             self._events(sample.events, key, put, line)
             self._unsupported(name, sample)
 
-    def _collect(self, sampler: Sampler) -> Sample | None:
+    def take(self, group: str) -> Taken:
+        """Read every sampler in `group` once: its sample, or the error it raised.
+
+        Nothing is logged or counted here; ``sample()`` does that."""
+        taken: Taken = []
+        for sampler in self.groups.get(group, []):
+            try:
+                taken.append((sampler.name, sampler.collect()))
+            except CollectorError as exc:
+                taken.append((sampler.name, exc))
+        return taken
+
+    def _record(self, name: str, got: Sample | CollectorError) -> Sample | None:
+        """Count and log one reading (a failure once, then rate-limited); the sample or None."""
         with self._lock:
-            state = self._state.setdefault(sampler.name, {"failures": 0})
-        try:
-            sample = sampler.collect()
-        except NoData as exc:
-            logger.debug("collector.no_data", collector=sampler.name, error=str(exc))
+            state = self._state.setdefault(name, {"failures": 0})
+        if isinstance(got, NoData):
+            logger.debug("collector.no_data", collector=name, error=str(got))
             return None
-        except CollectorError as exc:
+        if isinstance(got, CollectorError):
             with self._lock:
                 state["failures"] = int(state["failures"]) + 1  # type: ignore[call-overload]
-                state["last_error"] = str(exc)
-            repeats = self._limiter.check(f"collector:{sampler.name}")
+                state["last_error"] = str(got)
+            repeats = self._limiter.check(f"collector:{name}")
             if repeats is not None:
-                logger.warning(
-                    "collector.failed", collector=sampler.name, error=str(exc), repeats=repeats
-                )
+                logger.warning("collector.failed", collector=name, error=str(got), repeats=repeats)
             return None
-        if self._limiter.reset(f"collector:{sampler.name}"):
-            logger.info("collector.recovered", collector=sampler.name)
+        if self._limiter.reset(f"collector:{name}"):
+            logger.info("collector.recovered", collector=name)
         with self._lock:
-            state["last_ok_ms"] = sample.timestamp_ms
-        return sample
+            state["last_ok_ms"] = got.timestamp_ms
+        return got
 
     def _events(self, events: Sequence[HealthEvent], key: str, put: Put, line: Line | None) -> None:
         for event in events:
