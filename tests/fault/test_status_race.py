@@ -8,6 +8,7 @@ from pathlib import Path
 from agent.collect.base import Sample
 from agent.config import load_settings
 from agent.lifecycle.agent import Agent
+from agent.lifecycle.samples import Channels
 from agent.lifecycle.state import StateDir
 
 
@@ -37,11 +38,14 @@ def test_status_snapshot_while_collectors_report(tmp_path: Path) -> None:
     stop = threading.Event()
     errors: list[BaseException] = []
 
+    sampling = agent._sampling
+
     def report() -> None:
         for n in range(20_000):
             if stop.is_set():
                 return
-            agent._sampling._collect(_Sampler(f"collector-{n}"))  # what a sampling job does
+            sampling.groups["cpu"] = [_Sampler(f"collector-{n}")]
+            sampling.sample("cpu", "k" * 32, Channels(), lambda _messages: True)  # a sampling job
 
     reporter = threading.Thread(target=report)
     reporter.start()
