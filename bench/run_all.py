@@ -1,7 +1,8 @@
 """Every benchmark in one go, each beside its baseline from the same run, as a Markdown table.
 
-Run from the repository root: ``python -m bench [--quick] [--overhead-s 300]``
-(also ``python -m bench.run_all``). The table goes to stdout and to
+Run from the repository root: ``python -m bench [--quick] [--overhead-s 300]
+[--peers-python /tmp/peers-venv/bin/python]`` (also ``python -m bench.run_all``).
+The table goes to stdout and to
 ``bench/RESULTS.md`` (``--output`` to change): ratios first, then the
 absolute figures, then the machine they were measured on, with its load
 average before and after, since the machine may be shared. ``--quick`` runs
@@ -29,6 +30,7 @@ from bench import (
     drain,
     nvml_cost,
     overhead,
+    peers,
     report_day,
     run_overhead,
     sample_cost,
@@ -58,6 +60,7 @@ class Sizes:
     report_seconds: int
     client_requests: int = 300
     upload_seconds: int = 1800
+    peers_python: str = ""  # the interpreter that has the peers installed; "" is this one
 
 
 FULL = Sizes(2000, 5, 300.0, 15.0, 5.0, 100_000, 10_000, 15, 100_000, 2.0, 1_000_000, 15, 86_400)
@@ -323,6 +326,35 @@ def sdk_rows(sizes: Sizes) -> list[Row]:
     ]
 
 
+def peers_rows(sizes: Sizes) -> list[Row]:
+    """Other trackers' system monitors, offline at 1 s, beside the agent: context, no goal."""
+    r = peers.measure(
+        sizes.overhead_s,
+        python=sizes.peers_python or sys.executable,
+        warmup_s=sizes.overhead_warmup_s,
+        rss_every_s=sizes.overhead_rss_every_s,
+    )
+    against = f"bare psutil loop at {peers.INTERVAL_S} s, same run"
+    rows = []
+    for peer in peers.PEERS:
+        measure = f"{peer}'s system monitor at {peers.INTERVAL_S} s, offline (context)"
+        if peer in r.usage:
+            rows.append(Row(measure, r.ratio(peer), against, "", "", r.note(peer)))
+        else:
+            why = r.skipped[peer]
+            rows.append(
+                Row(
+                    measure,
+                    "skipped",
+                    against,
+                    "",
+                    "",
+                    f"{why}; `--peers-python` names an interpreter that has it (bench/peers.py)",
+                )
+            )
+    return rows
+
+
 BENCHMARKS: dict[str, Callable[[Sizes], list[Row]]] = {
     "sampling": sampling_rows,
     "nvml": nvml_rows,
@@ -333,6 +365,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], list[Row]]] = {
     "wrapper": wrapper_rows,
     "report": report_rows,
     "sdk": sdk_rows,
+    "peers": peers_rows,
 }
 
 
@@ -457,9 +490,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="run only this benchmark (repeat for more)",
     )
+    parser.add_argument(
+        "--peers-python",
+        default="",
+        help="the interpreter with aim, wandb, mlflow and clearml installed, for the peers rows "
+        "(default: this one; keep them out of this project's venv)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    sizes = dataclasses.replace(sizes, peers_python=args.peers_python)
     if args.overhead_s is not None:
         sizes = dataclasses.replace(sizes, overhead_s=args.overhead_s)
     mode = "quick" if args.quick else "full"

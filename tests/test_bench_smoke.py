@@ -55,7 +55,7 @@ EXPECTED = [
 
 @pytest.mark.slow
 def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
-    """Each benchmark gives its rows; the page names the machine; the SDK row says why not."""
+    """Each benchmark gives its rows; the page names the machine; SDK and peers say why not."""
     rows: list[run_all.Row] = []
     page = run_all.run(TINY, mode="quick", on_row=rows.append)
     names = [r.measure for r in rows]
@@ -63,8 +63,15 @@ def test_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert all(r.ratio and r.figures for r in rows), rows
     assert all(r.met in ("yes", "no", "") for r in rows)
     assert "drained=True, 0 wire violations" in rows[11].figures
-    sdk = rows[len(EXPECTED) :]
-    assert len(sdk) == 1 and sdk[0].measure == "agent CPU vs the comet_ml SDK's system monitor"
+    sdk, peers = rows[len(EXPECTED)], rows[len(EXPECTED) + 1 :]
+    assert sdk.measure == "agent CPU vs the comet_ml SDK's system monitor"
+    assert [r.measure for r in peers] == [
+        f"{p}'s system monitor at 1 s, offline (context)"
+        for p in ("aim", "wandb", "mlflow", "clearml")
+    ]
+    for r in peers:  # not in this project's venv: each says so, and nothing ran
+        assert r.ratio == "skipped" or r.ratio.endswith("x"), r
+        assert r.ratio != "skipped" or r.figures.startswith("skipped: not installed ("), r
     for name in names:
         assert f"| {name} |" in page
     assert f"{os.cpu_count()} cores" in page and "Load average (1 min)" in page
