@@ -17,6 +17,7 @@ from agent.api import bodies
 from agent.archive import ArchiveBusy, finalize_partial, upload_hint
 from agent.delivery.sinks.offline import OfflineSink
 from agent.errors import ClientError
+from agent.message import Message
 from tests.helpers import ROOT
 from tests.offline_run import KEY, T0, patch_zip, ticking, typical_messages, write_archive
 from tests.offline_spec import agent_lines, archive_lines, archive_violations
@@ -254,6 +255,39 @@ def test_other_strategies_and_taken_names_get_a_letter_suffix(tmp_path: Path) ->
     for path in (second, third):
         assert path.name.startswith(f"{KEY}-") and len(path.name) == len(KEY) + 11, path.name
     assert len({first, second, third}) == 3
+
+
+def test_a_batch_is_written_whole_and_each_attachment_kept_apart(tmp_path: Path) -> None:
+    """send_many: metric lines numbered in order across messages; two attachments of
+    messages without a line type (same batch, same millisecond) stay two files, each
+    named by its own agent line."""
+    sink = OfflineSink(tmp_path, KEY, workspace=None, project=None, start_ms=T0, clock=lambda: T0)
+    batch = bodies.metric_batch([bodies.metric_item("sys.load.avg", 0.5, T0)])
+    sink.send_many(
+        [
+            Message("log-metric-batch", KEY, batch, T0),
+            Message("upload-asset", KEY, {"fileName": "a"}, T0, attachment=b"first"),
+            Message("upload-asset", KEY, {"fileName": "b"}, T0, attachment=b"second"),
+            Message("log-metric-batch", KEY, batch, T0),
+        ]
+    )
+    sink.close()
+    assert [line["payload"]["message_id"] for line in archive_lines(sink.path)] == [1, 2]  # type: ignore[index]
+    entries = agent_lines(sink.path)
+    with zipfile.ZipFile(sink.path) as zf:
+        held = [zf.read(str(e["attachment"])) for e in entries if "attachment" in e]
+    assert held == [b"first", b"second"]
+
+
+def test_a_batch_with_a_stray_key_writes_nothing(tmp_path: Path) -> None:
+    """One message of another experiment in a batch: ClientError, and none of it written."""
+    sink = OfflineSink(tmp_path, KEY, workspace=None, project=None, start_ms=T0)
+    good = Message("log-other", KEY, bodies.log_other("k", "v"), T0)
+    stray = Message("log-other", "f" * 32, bodies.log_other("k", "v"), T0)
+    with pytest.raises(ClientError, match="holds"):
+        sink.send_many([good, stray])
+    sink.close()
+    assert archive_lines(sink.path) == []
 
 
 def test_a_message_for_another_experiment_is_rejected(tmp_path: Path) -> None:

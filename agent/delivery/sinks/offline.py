@@ -89,6 +89,7 @@ class OfflineSink:
         self._lock = threading.Lock()
         self._last_checkpoint = self._clock()
         self._end_ms: int | None = None
+        self._attachments = 0  # numbers the attachment files, unique within this process
         self.finalized: Finalized | None = None
         self._log = log.get_logger()
 
@@ -175,7 +176,8 @@ class OfflineSink:
                 if end > start:
                     entry["replaces"] = list(range(start, end))
                 if attachment is not None and converted.patch is None:
-                    entry["attachment"] = name = f"attachment-{start}-{now}.bin"
+                    self._attachments += 1  # two in one batch share `start` and `now`
+                    entry["attachment"] = name = f"attachment-{start}-{now}-{self._attachments}.bin"
                     files.append((name, attachment))
                 agent.append(entry)
         try:
