@@ -289,17 +289,10 @@ class Delivery:
 
     def _append(self, batch: list[Message]) -> None:
         """Append `batch` to the archive; on a disk error the unwritten rest stays in `batch`
-        (the caller keeps it).
-
-        A sample's messages go in one write; an output message alone, as it may hold
-        thousands of lines, whose archive lines would all be in memory at once.
-        """
+        (the caller keeps it)."""
         assert self.archive is not None  # noqa: S101 - offline only
         while batch:
-            n = 1
-            if batch[0].kind is not Kind.OUTPUT:
-                while n < min(len(batch), ARCHIVE_GROUP) and batch[n].kind is not Kind.OUTPUT:
-                    n += 1
+            n = _group_size(batch)
             self.archive.send_many(batch[:n])
             del batch[:n]
 
@@ -308,11 +301,12 @@ class Delivery:
         assert self.copy is not None  # noqa: S101 - local copy only
         # Messages adopted from an ended run are not this experiment's copy.
         mine = [m for m in batch if m.experiment_key == self.copy.experiment_key]
-        if mine:
+        while mine:
+            n = _group_size(mine)
             try:
-                self.copy.send_many(mine)
+                self.copy.send_many(mine[:n])
             except ApiError as exc:
-                self.copy_failed += len(mine)
+                self.copy_failed += n
                 if self._limiter.check("local_copy.write_failed") is not None:
                     logger.warning(
                         "local_copy.write_failed",
@@ -320,6 +314,7 @@ class Delivery:
                         failed=self.copy_failed,
                         hint="the messages are still sent; only the local copy misses them",
                     )
+            del mine[:n]
 
     @property
     def held(self) -> int:
@@ -363,6 +358,18 @@ class Delivery:
                 last_ms=max(msg.created_ms for msg in held),
                 hint="the outbox could not be written (disk full?); these are lost",
             )
+
+
+def _group_size(batch: Sequence[Message]) -> int:
+    """How many of `batch`'s first messages go into the archive in one write: a sample's
+    messages together (up to ARCHIVE_GROUP), an output message alone, as it may hold
+    thousands of lines whose archive lines would all be in memory at once."""
+    if batch[0].kind is Kind.OUTPUT:
+        return 1
+    n = 1
+    while n < min(len(batch), ARCHIVE_GROUP) and batch[n].kind is not Kind.OUTPUT:
+        n += 1
+    return n
 
 
 def _held_size(message: Message) -> int:
