@@ -121,8 +121,12 @@ def _begin(agent: Agent, pid: int) -> None:
 
 
 def _oom_counter() -> Callable[[], int | None]:
-    from agent.collect import cgroup
-
     roots = Roots()
     pid = os.getpid()  # the command starts in the wrapper's cgroup
-    return lambda: cgroup.oom_kill_count(roots, pid)
+
+    def count() -> int | None:
+        from agent.collect import cgroup  # read once the command has ended, not before it runs
+
+        return cgroup.oom_kill_count(roots, pid)
+
+    return count

@@ -38,15 +38,6 @@ from agent.lifecycle.multinode import Identity, identify, is_leader
 from agent.lifecycle.notify import sd_notify, watchdog_period_s
 from agent.lifecycle.samples import Channels
 from agent.lifecycle.sampling import Sampling
-from agent.lifecycle.snapshot import (
-    Beat,
-    CollectorState,
-    OutboxCounts,
-    SenderState,
-    SnapshotIdentity,
-    SnapshotIntervals,
-    StatusSnapshot,
-)
 from agent.lifecycle.state import StateDir
 from agent.lifecycle.watch import alive, exit_condition, start_time
 from agent.message import Message, now_ms
@@ -58,6 +49,7 @@ if TYPE_CHECKING:
     from agent.api.client import CometClient
     from agent.delivery.outbox import Outbox
     from agent.delivery.sinks.offline import OfflineSink
+    from agent.lifecycle.snapshot import StatusSnapshot
     from agent.wrap.output import OutputStream
 
 logger = log.get_logger(__name__)
@@ -610,6 +602,17 @@ class Agent:
 
     def status(self, *, final: bool = False) -> StatusSnapshot:
         """A snapshot for ``comet-agent status``."""
+        # Here, not at the top: `run` spawns its command before the first snapshot.
+        from agent.lifecycle.snapshot import (
+            Beat,
+            CollectorState,
+            OutboxCounts,
+            SenderState,
+            SnapshotIdentity,
+            SnapshotIntervals,
+            StatusSnapshot,
+        )
+
         a = self.attachment
         delivery = self._delivery if not final else None
         sender = delivery.sender if delivery is not None else None

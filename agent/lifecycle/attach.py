@@ -10,6 +10,7 @@ answer was lost, retried, makes no second experiment.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,9 +49,7 @@ def check_key(key: str) -> str:
 
 def offline_attachment(settings: Settings) -> Attachment:
     """An experiment recorded into an archive: the given key, or a new one as the SDK makes it."""
-    import uuid  # imports platform: only offline runs need it
-
-    key = check_key(settings.experiment_key) if settings.experiment_key else uuid.uuid4().hex
+    key = check_key(settings.experiment_key) if settings.experiment_key else new_key()
     return Attachment(key, None, owned=True, offline=True)
 
 
@@ -68,10 +67,13 @@ def default_workspace(client: CometClient) -> str:
 
 
 def new_key() -> str:
-    """A key chosen here, as the SDK chooses its own (32 lowercase hex digits)."""
-    import uuid
-
-    return uuid.uuid4().hex
+    """A key chosen here, as the SDK chooses its own: uuid.uuid4().hex, 32 lowercase hex digits."""
+    # What uuid4 does (random bytes, version 4, RFC 4122 variant) without importing uuid and
+    # platform, ~4 ms of `run`'s start before its command runs.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def deferred_attachment(settings: Settings) -> Attachment:

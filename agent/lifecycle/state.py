@@ -20,10 +20,13 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.dirs import make_private, open_nofollow
 from agent.errors import AgentError
-from agent.lifecycle.snapshot import StatusSnapshot
+
+if TYPE_CHECKING:  # loaded where read: its frozen dataclasses cost `run` ~9 ms before the spawn
+    from agent.lifecycle.snapshot import StatusSnapshot
 
 LOCK_NAME = "agent.lock"
 OUTBOX_NAME = "outbox.sqlite3"
@@ -117,6 +120,8 @@ def read_status(path: Path) -> StatusSnapshot | None:
         data = json.loads((path / STATUS_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
+    from agent.lifecycle.snapshot import StatusSnapshot
+
     return StatusSnapshot.from_json(data)
 
 

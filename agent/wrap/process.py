@@ -144,7 +144,6 @@ def run_child(
         raise UsageError("no command to run; put it after --: comet-agent run -- python train.py")
     out = stdout if stdout is not None else sys.stdout.buffer
     err = stderr if stderr is not None else sys.stderr.buffer
-    before = _oom_count(oom_kill_count)
     with _forwarding(use_pty) as forward:
         begun = time.monotonic()
         try:
@@ -155,6 +154,9 @@ def run_child(
             _say(err, message)
             return ChildExit(code, None, 0.0, None, error=message, started=False)
         forward.attach(proc.pid, (streams[0][0], out) if use_pty else None)
+        # The cgroup's OOM count to compare with at the end, read just after the spawn: the
+        # command must not wait for it, and nothing is OOM-killed in its first milliseconds.
+        before = _oom_count(oom_kill_count)
         stop_r, stop_w = os.pipe()
         readers = [
             threading.Thread(
