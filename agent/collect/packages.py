@@ -176,7 +176,7 @@ def agent_python() -> PythonEnv:
     try:
         return replace(probe(sys.executable, os.environ, Path("/")), source="agent")
     except CollectorError:
-        pass
+        pass  # the child could not run (no fork, a broken interpreter path): listed here
     from importlib import metadata
 
     names = ((d.metadata["Name"], d.version) for d in metadata.distributions())

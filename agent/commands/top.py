@@ -49,7 +49,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.flush()
             shown += 1
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how top ends
     finally:
         sampling.close()
     return 0

@@ -268,7 +268,7 @@ class Delivery:
                 try:
                     self.outbox.put_many(list(self._pending))  # the durable path first
                 except OutboxError:
-                    pass
+                    pass  # still refused: the sender takes them from memory below
                 else:
                     logger.info("outbox.put_recovered", count=len(self._pending))
                     self._pending.clear()
