@@ -19,21 +19,67 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from agent import log
-from agent.collect.base import Roots
 from agent.config import Settings
 from agent.errors import UsageError
-from agent.lifecycle.agent import Agent, StateUnusable
+from agent.lifecycle.attach import planned_attachment
 from agent.lifecycle.ending import StderrTail, exception_line
+from agent.lifecycle.multinode import identify
 from agent.lifecycle.startup import disable_core_dumps, install_signals, node_settings
+from agent.message import Message
 from agent.wrap.output import OutputStream
 from agent.wrap.process import child_env, run_child
 
+if TYPE_CHECKING:
+    # Imported once the command runs: the daemon's modules and its state directory are most
+    # of what `run` would otherwise do before the command starts.
+    from agent.lifecycle.agent import Agent
+    from agent.lifecycle.attach import Attachment
+
 logger = log.get_logger(__name__)
 BEGIN_JOIN_S = 30.0
+HELD_MAX = 10_000  # output messages held while the agent opens (a second's worth is usual)
+
+
+class _UntilOpen:
+    """The output's `put` while the agent opens beside the command: messages are held, then
+    handed over in order; with no agent (nowhere to keep them), dropped and counted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: list[Message] = []
+        self._put: Callable[[Sequence[Message]], bool] | None = None
+        self.dropped = 0
+
+    def __call__(self, messages: Sequence[Message]) -> bool:
+        """Hold `messages`, or pass them on once the agent is open."""
+        with self._lock:
+            if self._put is None:
+                room = HELD_MAX - len(self._held)
+                self._held.extend(messages[:room])
+                self.dropped += max(0, len(messages) - room)
+                return True
+            put = self._put
+        return put(messages)
+
+    def open(self, put: Callable[[Sequence[Message]], bool]) -> None:
+        """From now on pass messages to `put`, the held ones first."""
+        with self._lock:  # a put racing this one waits, so the order holds
+            if self._held:
+                put(self._held)
+            self._held = []
+            self._put = put
+
+    def close(self) -> None:
+        """No agent after all: drop what is held and what comes."""
+        with self._lock:
+            self.dropped += len(self._held)
+            self._held = []
+            self._put = lambda messages: True
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,30 +98,32 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"comet-agent: {argv[0]}: command not found", file=sys.stderr)
         return 127
     settings = node_settings(settings, env)
-    agent = Agent(settings, command=argv, private_state=True, hands_key=True)
-    try:
-        attachment = agent.open(join_now=False)  # the join starts once the command runs
-    except StateUnusable as exc:
-        # Nowhere to keep even an outbox: the training still runs, unmonitored, said once.
-        print(f"comet-agent: warning: {exc}", file=sys.stderr, flush=True)
-        return run_child(argv, env=env, use_pty=bool(args.pty), core_limit=core_limit).exit_code
-    mode = "recording offline" if attachment.offline else "experiment"
-    print(f"comet-agent: {mode} {attachment.experiment_key}", file=sys.stderr, flush=True)
+    # The key and the mode are known before anything is opened: the command starts with
+    # them, and the agent (state directory, outbox, archive) opens beside it.
+    planned = planned_attachment(settings)
+    key = planned.experiment_key
+    mode = "recording offline" if planned.offline else "experiment"
+    print(f"comet-agent: {mode} {key}", file=sys.stderr, flush=True)
+    held = _UntilOpen()
     stream = None
-    if agent.settings.capture_output:
-        s = agent.settings
+    if settings.capture_output:
         stream = OutputStream(
-            agent.put,
-            attachment.experiment_key,
-            batch_lines=s.batch_lines,
-            max_line_bytes=s.max_line_bytes,
-            flush_interval_s=s.flush_interval_s,
-            context=agent.identity.context,
+            held,
+            key,
+            batch_lines=settings.batch_lines,
+            max_line_bytes=settings.max_line_bytes,
+            flush_interval_s=settings.flush_interval_s,
+            context=identify(env).context,
         )
-        agent.output = stream
+    agents: list[Agent] = []
     begins: list[threading.Thread] = []
 
     def on_start(pid: int) -> None:
+        agent = _open(settings, argv, planned, held)
+        if agent is None:
+            return
+        agents.append(agent)
+        agent.output = stream
         agent.start_join()
         begin = threading.Thread(target=_begin, args=(agent, pid), name="agent-begin", daemon=True)
         begins.append(begin)
@@ -91,13 +139,18 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
 
     result = run_child(
         argv,
-        env=child_env(env, agent.settings, attachment.experiment_key, offline=attachment.offline),
+        env=child_env(env, settings, key, offline=planned.offline),
         use_pty=bool(args.pty),
         on_output=on_output,
         on_start=on_start,
         oom_kill_count=_oom_counter(),
         core_limit=core_limit,
     )
+    if not agents:  # unmonitored: said when the agent could not open
+        if stream is not None:
+            stream.close()
+        return result.exit_code
+    agent = agents[0]
     install_signals(agent)  # from here on, a signal hurries the flush; a second one ends it
     for begin in begins:
         begin.join(BEGIN_JOIN_S)
@@ -109,8 +162,28 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         wall_s=round(result.wall_s, 3),
         oom_killed=result.oom_killed,
     )
+    if held.dropped:
+        logger.warning("output.dropped_at_start", lines=held.dropped)
     agent.stop(child=child)
     return result.exit_code
+
+
+def _open(
+    settings: Settings, argv: list[str], planned: Attachment, held: _UntilOpen
+) -> Agent | None:
+    """Open the agent beside the running command; None (said once) when it cannot keep even an
+    outbox: the command runs on, unmonitored."""
+    from agent.lifecycle.agent import Agent, StateUnusable
+
+    agent = Agent(settings, command=argv, private_state=True, hands_key=True, attachment=planned)
+    try:
+        agent.open(join_now=False)  # the join starts right after, beside the command
+    except StateUnusable as exc:
+        print(f"comet-agent: warning: {exc}", file=sys.stderr, flush=True)
+        held.close()
+        return None
+    held.open(agent.put)
+    return agent
 
 
 def _begin(agent: Agent, pid: int) -> None:
@@ -121,12 +194,13 @@ def _begin(agent: Agent, pid: int) -> None:
 
 
 def _oom_counter() -> Callable[[], int | None]:
-    roots = Roots()
     pid = os.getpid()  # the command starts in the wrapper's cgroup
 
     def count() -> int | None:
-        from agent.collect import cgroup  # read once the command has ended, not before it runs
+        # Read just after the spawn and after the exit: not loaded before the command runs.
+        from agent.collect import cgroup
+        from agent.collect.base import Roots
 
-        return cgroup.oom_kill_count(roots, pid)
+        return cgroup.oom_kill_count(Roots(), pid)
 
     return count

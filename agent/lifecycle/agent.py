@@ -30,7 +30,7 @@ from agent.delivery.pipeline import Delivery, open_outbox
 from agent.delivery.sinks.build import SinkBuilder
 from agent.dirs import scratch_dirs
 from agent.errors import AgentError, ApiError, CollectorError, ConfigError, OutboxError
-from agent.lifecycle.attach import Attachment, deferred_attachment, join, offline_attachment
+from agent.lifecycle.attach import Attachment, join, planned_attachment
 from agent.lifecycle.ending import ChildExit, end_messages
 from agent.lifecycle.heartbeat import Heartbeat
 from agent.lifecycle.keepalive import IntervalPolicy
@@ -80,8 +80,11 @@ class Agent:
         private_state: bool = False,
         hands_key: bool = False,
         refusal_stops: bool = False,
+        attachment: Attachment | None = None,
     ) -> None:
         self.settings = settings
+        # `run` plans the key before the agent exists, so the command can start first.
+        self._planned = attachment
         self._command = list(command) if command else list(sys.argv)
         self._pid = pid
         self._python = python
@@ -359,9 +362,7 @@ class Agent:
             # Logged by begin(): the first line logged loads structlog, and under `run` the
             # command should not wait for that.
             self._offline_note = {"reason": s.offline_reason, "directory": str(s.offline_directory)}
-            return offline_attachment(s)
-        # Online, the key is known at once and the experiment made beside the work (join).
-        return deferred_attachment(s)
+        return self._planned or planned_attachment(s)
 
     def _start_facts(self, attachment: Attachment) -> list[Message]:
         from agent.lifecycle.facts import gather, start_messages

@@ -47,6 +47,12 @@ def check_key(key: str) -> str:
     return key
 
 
+def planned_attachment(settings: Settings) -> Attachment:
+    """The experiment a run reports into, known before anything is opened: offline or not,
+    and its key (given, or chosen here); online, ``join`` makes it exist later."""
+    return offline_attachment(settings) if settings.offline else deferred_attachment(settings)
+
+
 def offline_attachment(settings: Settings) -> Attachment:
     """An experiment recorded into an archive: the given key, or a new one as the SDK makes it."""
     key = check_key(settings.experiment_key) if settings.experiment_key else new_key()

@@ -115,8 +115,13 @@ def test_unzippable_archive_keeps_exit_0(offline: dict[str, str], tmp_path: Path
     if shutil.which("prlimit") is None:
         pytest.skip("prlimit (util-linux) is not installed")
     off = tmp_path / "off"
-    # The command caps its parent's (the agent's) file sizes: the zip cannot be written.
-    result = _run("echo trained; prlimit --pid $PPID --fsize=1; exit 0", offline)
+    # The command caps its parent's (the agent's) file sizes once the agent, which opens
+    # beside the command, has its archive: the zip at the end cannot be written.
+    result = _run(
+        f"for i in $(seq 200); do ls {off}/*{PARTIAL_SUFFIX} >/dev/null 2>&1 && break; "
+        "sleep 0.05; done; echo trained; prlimit --pid $PPID --fsize=1; exit 0",
+        offline,
+    )
     assert result.returncode == 0, result.stderr
     assert "offline.unfinished" in result.stderr
     assert list(off.glob(f"*{PARTIAL_SUFFIX}")), "the partial archive is kept for upload"
