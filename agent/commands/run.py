@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from agent import log
 from agent.config import Settings
-from agent.errors import UsageError
+from agent.errors import AgentError, UsageError
 from agent.lifecycle.attach import planned_attachment
 from agent.lifecycle.ending import StderrTail, exception_line
 from agent.lifecycle.multinode import identify
@@ -43,43 +43,58 @@ if TYPE_CHECKING:
 logger = log.get_logger(__name__)
 BEGIN_JOIN_S = 30.0
 HELD_MAX = 10_000  # output messages held while the agent opens (a second's worth is usual)
+HELD_WAIT_S = 2.0  # how long a writer past HELD_MAX waits for the agent before dropping
 
 
 class _UntilOpen:
     """The output's `put` while the agent opens beside the command: messages are held, then
-    handed over in order; with no agent (nowhere to keep them), dropped and counted."""
+    handed over in order; with no agent (nowhere to keep them), dropped and counted.
+
+    Past HELD_MAX held messages a writer waits, up to HELD_WAIT_S, for the agent to open
+    (the command's output backs up meanwhile, as it would behind a slow disk); then the
+    newest are dropped and counted, as the output stream itself does at its cap.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._held: list[Message] = []
         self._put: Callable[[Sequence[Message]], bool] | None = None
         self.dropped = 0
 
     def __call__(self, messages: Sequence[Message]) -> bool:
         """Hold `messages`, or pass them on once the agent is open."""
-        with self._lock:
-            if self._put is None:
-                room = HELD_MAX - len(self._held)
+        with self._cond:
+            if self._put is None and len(self._held) >= HELD_MAX:
+                self._cond.wait_for(lambda: self._put is not None, HELD_WAIT_S)
+            put = self._put
+            if put is None:
+                room = max(0, HELD_MAX - len(self._held))
                 self._held.extend(messages[:room])
                 self.dropped += max(0, len(messages) - room)
                 return True
-            put = self._put
         return put(messages)
 
     def open(self, put: Callable[[Sequence[Message]], bool]) -> None:
         """From now on pass messages to `put`, the held ones first."""
-        with self._lock:  # a put racing this one waits, so the order holds
+        with self._cond:  # a put racing this one waits, so the order holds
             if self._held:
                 put(self._held)
             self._held = []
             self._put = put
+            self._cond.notify_all()
 
     def close(self) -> None:
-        """No agent after all: drop what is held and what comes."""
-        with self._lock:
+        """No agent after all: drop what is held and what comes, counted."""
+        with self._cond:
             self.dropped += len(self._held)
             self._held = []
-            self._put = lambda messages: True
+            self._put = self._discard
+            self._cond.notify_all()
+
+    def _discard(self, messages: Sequence[Message]) -> bool:
+        with self._cond:
+            self.dropped += len(messages)
+        return True
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
@@ -178,8 +193,9 @@ def _open(
     agent = Agent(settings, command=argv, private_state=True, hands_key=True, attachment=planned)
     try:
         agent.open(join_now=False)  # the join starts right after, beside the command
-    except StateUnusable as exc:
-        print(f"comet-agent: warning: {exc}", file=sys.stderr, flush=True)
+    except AgentError as exc:
+        unmonitored = "" if isinstance(exc, StateUnusable) else "; the command runs unmonitored"
+        print(f"comet-agent: warning: {exc}{unmonitored}", file=sys.stderr, flush=True)
         held.close()
         return None
     held.open(agent.put)
